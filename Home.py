@@ -1,0 +1,70 @@
+"""TBD dashboard home: what the tool does and does not claim, installed models, quick start, recent analyses."""
+
+import streamlit as st
+
+from core.models.checkpoint import CardError, ModelCard, discover_models, weights_dirs
+
+st.set_page_config(page_title="TBD - Truth Behind DeepFakes", page_icon=":mag:", layout="wide")
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def installed_models() -> tuple[list[dict], list[tuple[str, str]]]:
+    ok, broken = [], []
+    for name, c in sorted(discover_models().items()):
+        if isinstance(c, ModelCard):
+            ok.append({"model": name, "name": c.display_name or name, "architecture": c.architecture,
+                       "kind": c.kind, "input": f"{c.input_size}px", "default": bool((c.ensemble or {}).get("default")),
+                       "trained on": str((c.training or {}).get("data", "")), "license": c.license, "card": c.path})
+        elif isinstance(c, CardError):
+            broken.append((name, str(c)))
+    return ok, broken
+
+
+st.title("TBD: Truth Behind DeepFakes")
+st.markdown(
+    "A deepfake-forensics workbench. Drop in a suspicious **video**, **image** or **zip of frames**: TBD samples "
+    "frames uniformly over the whole video, finds faces with a dual-stage MTCNN, scores every face with each "
+    "installed detector, links faces into tracks and gives an ensemble verdict (**real / uncertain / fake / no face**) "
+    "with per-model probabilities, a timeline, Grad-CAM heatmaps and an exportable case report."
+)
+with st.expander("What TBD claims, and what it does not", expanded=True):
+    st.markdown(
+        "- Scores are **evidence, not proof**. Each detector only knows the manipulations it was trained on; new "
+        "generators, heavy compression or unusual faces can fool any of them. Read the per-model scores, the "
+        "timeline and the heatmaps, and say which models you relied on.\n"
+        "- `uncertain` means the ensemble cannot defend either answer: the mean score sits between the bands, or "
+        "the models disagree with it.\n"
+        "- `no face` means nothing was scored: TBD analyses faces only, not whole-scene edits, audio or lip sync.\n"
+        "- A model that fails is reported as failed; it never contributes a made-up score."
+    )
+
+models, broken = installed_models()
+st.subheader("Installed models")
+if models:
+    st.dataframe(models, hide_index=True, use_container_width=True)
+    st.caption("Looked in: " + ", ".join(str(d) for d in weights_dirs()) + ". `default` models form the ensemble "
+               "unless you choose others. Each model's card (JSON beside its weights) holds its training data, "
+               "terms, metrics and thresholds.")
+else:
+    st.warning(
+        "**No detector models are installed**, so nothing can be scored yet. Install the MesoNet reference models "
+        "with `python -m core weights fetch mesonet` (downloads the published Apache-2.0 weights), or place model "
+        "cards (`NAME.json` + `NAME.safetensors`) in `weights/`."
+    )
+for name, err in broken:
+    st.error(f"Model `{name}` is installed but unusable: {err}")
+
+st.subheader("Quick start")
+st.markdown(
+    "1. Open **Analyze** in the sidebar (when present) or use the command line:\n"
+    "   `python -m core analyze clip.mp4 --report case.html --cam`\n"
+    "2. Read the verdict banner, the per-model bars and the timeline; open the faces that drive the verdict.\n"
+    "3. Export the JSON result and the HTML case report for your records."
+)
+
+st.subheader("This session's analyses")
+history = st.session_state.get("history", [])
+if history:
+    st.dataframe(history[::-1], hide_index=True, use_container_width=True)
+else:
+    st.caption("No analyses yet in this session.")

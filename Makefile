@@ -1,0 +1,39 @@
+# Two commands for users:  `make run` (dashboard)  and  `make test` (whole test suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+APP_STAMP := $(VENV)/.tbd-app
+DEV_STAMP := $(VENV)/.tbd-dev
+
+.PHONY: setup run test lint bench clean
+
+setup: $(APP_STAMP)
+
+$(APP_STAMP): requirements.txt requirements-nodeps.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt
+	$(PY) -c "import torch, torchvision, timm, streamlit, av, cv2, facenet_pytorch, pytorch_grad_cam, safetensors, h5py"
+	@touch $@
+
+$(DEV_STAMP): $(APP_STAMP) requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@touch $@
+
+run: setup
+	$(PY) -m core weights list
+	$(PY) -m streamlit run Home.py --server.port $(PORT)
+
+test: $(DEV_STAMP)
+	$(PY) -m pytest -q tests
+
+lint: $(DEV_STAMP)
+	$(PY) -m ruff check core tests pages Home.py train
+
+bench: setup
+	$(PY) -m core bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,348 @@
+"""The analysis pipeline: media -> sampled frames -> dual-stage faces -> tracks -> per-model scores -> ensemble
+verdict (-> Grad-CAM). Models and the face detector load once per `Analyzer`.
+
+>>> analyzer = Analyzer()                      # default ensemble from weights/
+>>> result = analyzer.analyze("clip.mp4", frames=32)
+>>> result.verdict, result.fake_probability
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import ensemble
+from .faces import Face, FaceDetector, crop_face, link_tracks
+from .media import Frame, MediaError, MediaInfo, open_media
+from .models.checkpoint import CardError, Detector, ModelCard, discover_models, load_detector, weights_dirs
+
+__all__ = ["Analyzer", "Analysis", "NoModelsError", "default_model_names", "load_policy", "ProgressFn"]
+
+ProgressFn = Callable[[str, float], None]  # (stage, fraction of that stage done)
+DISPLAY_LONG_SIDE = 960
+CHUNK = 16
+
+
+class NoModelsError(RuntimeError):
+    pass
+
+
+def load_policy() -> dict:
+    """Optional ensemble policy (weights/ensemble.json): {"models": [...], "real_below", "decision", "fake_above"}."""
+    for d in weights_dirs():
+        p = Path(d) / "ensemble.json"
+        if p.exists():
+            try:
+                return json.loads(p.read_text())
+            except json.JSONDecodeError as e:
+                raise CardError(f"{p} is not valid JSON ({e})") from None
+    return {}
+
+
+def default_model_names(cards: dict[str, ModelCard], policy: dict | None = None) -> list[str]:
+    """The default ensemble: the policy's list, else cards marked ensemble.default, else every installed model."""
+    policy = policy or {}
+    usable = [n for n, c in cards.items() if isinstance(c, ModelCard)]
+    if policy.get("models"):
+        return [n for n in policy["models"] if n in usable]
+    marked = [n for n in usable if (cards[n].ensemble or {}).get("default", False)]
+    return marked or usable
+
+
+@dataclass
+class FaceResult:
+    frame: int  # position in Analysis.frames
+    face: Face
+    crop: np.ndarray  # CROP_SIZE crop used for scoring/gallery
+    probs: dict[str, float | None] = field(default_factory=dict)
+    cams: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Analysis:
+    info: MediaInfo
+    frames: list[dict]  # {"index", "time_s", "faces": [face positions in self.faces]}
+    faces: list[FaceResult]
+    tracks: list[dict]
+    models: dict[str, dict]
+    verdict: str
+    fake_probability: float | None
+    ensemble: dict
+    timings_s: dict
+    settings: dict
+    model_cards: dict[str, dict]
+    images: list[np.ndarray] = field(default_factory=list)  # display copies of the sampled frames
+    created: str = ""
+
+    def to_json(self) -> dict:
+        frames = []
+        for fr in self.frames:
+            faces = []
+            for k in fr["faces"]:
+                fres = self.faces[k]
+                faces.append({
+                    "box": [round(float(v), 1) for v in fres.face.box],
+                    "confidence": fres.face.confidence,
+                    "detect_confidence": fres.face.detect_confidence,
+                    "track": fres.face.track,
+                    "landmarks": fres.face.landmarks,
+                    "fake_probability": {m: _r(p) for m, p in fres.probs.items()},
+                })
+            frames.append({"index": fr["index"], "time_s": fr["time_s"], "faces": faces})
+        return {
+            "input": self.info.to_dict(),
+            "verdict": self.verdict,
+            "fake_probability": _r(self.fake_probability),
+            "models": self.models,
+            "ensemble": self.ensemble,
+            "frames": frames,
+            "tracks": self.tracks,
+            "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
+            "settings": self.settings,
+            "model_versions": {n: {"version": c.get("version"), "sha256": c.get("sha256"),
+                                   "architecture": c.get("architecture")} for n, c in self.model_cards.items()},
+            "created": self.created,
+        }
+
+
+def _r(p):
+    return None if p is None else round(float(p), 6)
+
+
+class Analyzer:
+    """Loads the chosen detectors and the face detector once; `analyze` runs the whole pipeline on one input."""
+
+    def __init__(self, models: list[str] | None = None, device: str | None = None, face_threshold: float = 0.9,
+                 dirs: list[Path] | None = None, detect_size: int = 640, min_face: int = 24):
+        t0 = time.perf_counter()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        cards = discover_models(dirs)
+        self.policy = load_policy() if dirs is None else {}
+        usable = {n: c for n, c in cards.items() if isinstance(c, ModelCard)}
+        self.broken = {n: str(c) for n, c in cards.items() if not isinstance(c, ModelCard)}
+        names = list(models) if models else default_model_names(cards, self.policy)
+        if not names:
+            raise NoModelsError("no detector models installed: run `python -m core weights fetch mesonet` "
+                                "(or put model cards in weights/); see README")
+        unknown = [n for n in names if n not in usable]
+        if unknown:
+            hint = f"; installed: {', '.join(sorted(usable)) or 'none'}"
+            bad = [f"{n} ({self.broken[n]})" for n in unknown if n in self.broken]
+            raise NoModelsError(f"unknown or unusable model(s): {', '.join(bad or unknown)}{hint}")
+        self.detectors: dict[str, Detector] = {}
+        for n in names:
+            self.detectors[n] = load_detector(usable[n].path, device=self.device)
+        self.cards = {n: d.card for n, d in self.detectors.items()}
+        self.face_detector = FaceDetector(threshold=face_threshold, detect_size=detect_size, min_face=min_face,
+                                          device=self.device)
+        self.load_s = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------------------------------------- public
+    def analyze(self, path: str | Path, frames: int = 32, face_threshold: float | None = None,
+                models: list[str] | None = None, cam: bool = False, progress: ProgressFn | None = None,
+                frame_transform: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
+                sha256: str | None = None) -> Analysis:
+        """Analyse one input. Raises MediaError for unusable input."""
+        if frames < 1:
+            raise ValueError("frames must be at least 1")
+        names = self._select(models)
+        prog = progress or (lambda stage, frac: None)
+        t_start = time.perf_counter()
+        timings = {"load": self.load_s, "decode": 0.0, "faces": 0.0, "models": 0.0, "explain": 0.0}
+        t = time.perf_counter()
+        prog("decode", 0.0)
+        media = open_media(path, sha256=sha256)
+        timings["decode"] += time.perf_counter() - t
+
+        thr = self.face_detector.threshold if face_threshold is None else float(face_threshold)
+        crop_specs = self._crop_specs(names)
+        frame_rows: list[dict] = []
+        faces: list[FaceResult] = []
+        images: list[np.ndarray] = []
+        crops_by_spec: dict[tuple, list[np.ndarray]] = {s: [] for s in crop_specs}
+        it = media.frames(frames)
+        done = 0
+        while True:
+            t = time.perf_counter()
+            chunk: list[Frame] = []
+            try:
+                for fr in it:
+                    chunk.append(fr)
+                    if len(chunk) == CHUNK:
+                        break
+            except MediaError:
+                raise
+            if frame_transform is not None and chunk:
+                for fr, img in zip(chunk, frame_transform([f.image for f in chunk])):
+                    fr.image = img
+            timings["decode"] += time.perf_counter() - t
+            if not chunk:
+                break
+            t = time.perf_counter()
+            detected = self._detect(chunk, thr)
+            for fr, fl in zip(chunk, detected):
+                row = {"index": fr.index, "time_s": fr.time_s, "faces": []}
+                for face in fl:
+                    row["faces"].append(len(faces))
+                    base = crop_face(fr.image, face.box, size=crop_specs[0][0], margin=crop_specs[0][1])
+                    faces.append(FaceResult(frame=len(frame_rows), face=face, crop=base))
+                    for spec in crop_specs:
+                        crops_by_spec[spec].append(base if spec == crop_specs[0] else
+                                                   crop_face(fr.image, face.box, size=spec[0], margin=spec[1]))
+                frame_rows.append(row)
+                images.append(_display_copy(fr.image))
+            timings["faces"] += time.perf_counter() - t
+            done += len(chunk)
+            prog("faces", min(done / max(min(frames, media.info.frame_count or frames), 1), 1.0))
+            del chunk
+        if not frame_rows:
+            raise MediaError("no frame could be decoded")
+        # Tracks across frames.
+        link_tracks([[faces[k].face for k in row["faces"]] for row in frame_rows])
+
+        # Models.
+        t = time.perf_counter()
+        model_out: dict[str, dict] = {}
+        track_ids = sorted({f.face.track for f in faces})
+        track_probs: dict[int, dict[str, float | None]] = {tid: {} for tid in track_ids}
+        for mi, name in enumerate(names):
+            det = self.detectors[name]
+            card = det.card
+            model_out[name] = {"fake_probability": None, "vote": None, "error": None, "kind": card.kind}
+            if not faces:
+                continue
+            crops = crops_by_spec[self._spec(card)]
+            try:
+                if card.kind == "frame":
+                    probs = det.predict(crops)
+                    for fres, p in zip(faces, probs):
+                        fres.probs[name] = float(p)
+                    for tid in track_ids:
+                        track_probs[tid][name] = ensemble.aggregate_track(
+                            [float(p) for f, p in zip(faces, probs) if f.face.track == tid])
+                else:
+                    seqs = [[c for f, c in zip(faces, crops) if f.face.track == tid] for tid in track_ids]
+                    probs = det.predict_sequences(seqs)
+                    for tid, p in zip(track_ids, probs):
+                        track_probs[tid][name] = float(p)
+                        for f in faces:
+                            if f.face.track == tid:
+                                f.probs[name] = float(p)
+                if not np.all(np.isfinite(probs)):
+                    raise FloatingPointError("model produced a non-finite score")
+            except Exception as e:  # a failing model is reported, never replaced by a made-up score
+                model_out[name]["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
+                for f in faces:
+                    f.probs[name] = None
+                for tid in track_ids:
+                    track_probs[tid][name] = None
+            prog("models", (mi + 1) / len(names))
+        timings["models"] += time.perf_counter() - t
+
+        # Per track and video verdict: the most suspicious track decides.
+        tracks = []
+        for tid in track_ids:
+            members = [f for f in faces if f.face.track == tid]
+            ens = ensemble.combine(track_probs[tid], self.cards, self.policy)
+            tracks.append({
+                "id": tid,
+                "frames": [frame_rows[f.frame]["index"] for f in members],
+                "faces": len(members),
+                "mean_confidence": round(float(np.mean([f.face.confidence for f in members])), 4),
+                "fake_probability": {m: _r(p) for m, p in track_probs[tid].items()},
+                "ensemble": ens,
+            })
+        if not faces:
+            verdict, fake_p = "no_face", None
+            ens_video = {"fake_probability": None, "verdict": "no_face", "votes": {}, "thresholds": {},
+                         "members": [], "reason": "no face was found in any sampled frame", "track": None}
+        else:
+            scored = [tr for tr in tracks if tr["ensemble"]["fake_probability"] is not None]
+            if scored:
+                deciding = max(scored, key=lambda tr: (tr["ensemble"]["fake_probability"], tr["faces"]))
+            else:
+                deciding = max(tracks, key=lambda tr: tr["faces"])
+            ens_video = dict(deciding["ensemble"])
+            ens_video["track"] = deciding["id"]
+            if len(tracks) > 1:
+                ens_video["reason"] += f"; track {deciding['id']} is the most suspicious of {len(tracks)} face tracks"
+            verdict, fake_p = ens_video["verdict"], ens_video["fake_probability"]
+            for name in names:
+                p = deciding["fake_probability"].get(name)
+                if p is not None:
+                    model_out[name]["fake_probability"] = p
+                    model_out[name]["vote"] = ensemble.vote(p, self.cards[name].thresholds.get("decision", 0.5))
+                model_out[name]["track"] = deciding["id"]
+        for name in names:
+            model_out[name]["threshold"] = self.cards[name].thresholds.get("decision", 0.5)
+
+        # Grad-CAM.
+        if cam and faces:
+            t = time.perf_counter()
+            from .explain import gradcam_overlays
+
+            for mi, name in enumerate(names):
+                if model_out[name]["error"]:
+                    continue
+                det = self.detectors[name]
+                crops = crops_by_spec[self._spec(det.card)]
+                try:
+                    overlays = gradcam_overlays(det, crops)
+                except Exception as e:
+                    model_out[name]["cam_error"] = f"{type(e).__name__}: {str(e)[:200]}"
+                    continue
+                for f, o in zip(faces, overlays):
+                    f.cams[name] = o
+                prog("explain", (mi + 1) / len(names))
+            timings["explain"] += time.perf_counter() - t
+
+        timings["total"] = time.perf_counter() - t_start
+        prog("done", 1.0)
+        return Analysis(
+            info=media.info, frames=frame_rows, faces=faces, tracks=tracks, models=model_out, verdict=verdict,
+            fake_probability=fake_p, ensemble=ens_video, timings_s=timings,
+            settings={"frames": frames, "face_threshold": thr, "models": names, "cam": cam,
+                      "device": str(self.device)},
+            model_cards={n: self.cards[n].to_dict() for n in names}, images=images,
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+
+    # ---------------------------------------------------------------------------------------------- helpers
+    def _select(self, models: list[str] | None) -> list[str]:
+        if not models:
+            return list(self.detectors)
+        unknown = [m for m in models if m not in self.detectors]
+        if unknown:
+            raise NoModelsError(f"model(s) not loaded: {', '.join(unknown)}; loaded: {', '.join(self.detectors)}")
+        return list(models)
+
+    @staticmethod
+    def _spec(card: ModelCard) -> tuple[int, float]:
+        return int(card.crop.get("size", 256)), float(card.crop.get("margin", 0.3))
+
+    def _crop_specs(self, names: list[str]) -> list[tuple[int, float]]:
+        specs: list[tuple[int, float]] = []
+        for n in names:
+            s = self._spec(self.cards[n])
+            if s not in specs:
+                specs.append(s)
+        return specs
+
+    def _detect(self, chunk: list[Frame], threshold: float) -> list[list[Face]]:
+        return self.face_detector.detect([f.image for f in chunk], threshold=threshold)
+
+
+def _display_copy(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h, w = image.shape[:2]
+    s = DISPLAY_LONG_SIDE / max(h, w)
+    if s >= 1:
+        return image.copy()
+    return cv2.resize(image, (int(round(w * s)), int(round(h * s))), interpolation=cv2.INTER_AREA)

@@ -1,0 +1,267 @@
+"""Checkpoints: `NAME.safetensors` (tensors only) beside `NAME.json` (the model card). Everything needed to build
+and feed the model (architecture, config, input size, mean/std, interpolation, class order, frames, crop,
+thresholds) lives in the card, so preprocessing can never differ from training. Nothing is ever unpickled.
+
+>>> det = load_detector("weights/sbi-frame.json")
+>>> p_fake = det.predict(face_crops)          # list of HxWx3 uint8 crops -> np.ndarray of P(fake)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .archs import SEQUENCE_ARCHITECTURES
+from .registry import create_model
+
+__all__ = ["ModelCard", "Detector", "save_checkpoint", "load_detector", "discover_models", "weights_dirs",
+           "CardError", "REPO_WEIGHTS"]
+
+REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+CARD_VERSION = 1
+_INTERP = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest", "area": "area"}
+
+
+class CardError(ValueError):
+    """A model card or its checkpoint is missing, inconsistent or invalid."""
+
+
+@dataclass
+class ModelCard:
+    name: str
+    architecture: str
+    config: dict
+    input_size: int
+    mean: list[float]
+    std: list[float]
+    interpolation: str = "bilinear"
+    classes: list[str] = field(default_factory=lambda: ["real", "fake"])
+    output: str = "softmax"  # softmax over classes, or sigmoid of one logit for classes[1]
+    frames: int = 1
+    crop: dict = field(default_factory=lambda: {"size": 256, "margin": 0.3})
+    thresholds: dict = field(default_factory=lambda: {"decision": 0.5, "real_below": 0.35, "fake_above": 0.65})
+    display_name: str = ""
+    version: str = "1"
+    description: str = ""
+    training: dict = field(default_factory=dict)  # data, terms, recipe
+    metrics: dict = field(default_factory=dict)
+    license: str = ""
+    limitations: list[str] = field(default_factory=list)
+    ensemble: dict = field(default_factory=lambda: {"default": True, "weight": 1.0})
+    file: str = ""
+    sha256: str = ""
+    parameters: int = 0
+    path: str = ""  # where the card was read from (not saved)
+
+    @property
+    def kind(self) -> str:
+        return "sequence" if self.architecture in SEQUENCE_ARCHITECTURES else "frame"
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "path"}
+        d["card_version"] = CARD_VERSION
+        d["kind"] = self.kind
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, path: str = "") -> "ModelCard":
+        required = ["name", "architecture", "config", "input_size", "mean", "std", "classes", "file"]
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise CardError(f"model card {path or d.get('name')}: missing {', '.join(missing)}")
+        known = {f for f in cls.__dataclass_fields__ if f != "path"}
+        card = cls(**{k: v for k, v in d.items() if k in known}, path=path)
+        card.validate()
+        return card
+
+    def validate(self) -> None:
+        where = f"model card {self.path or self.name}"
+        if "fake" not in self.classes:
+            raise CardError(f"{where}: classes must include 'fake'")
+        if self.output not in ("softmax", "sigmoid"):
+            raise CardError(f"{where}: output must be softmax or sigmoid")
+        if self.output == "sigmoid" and len(self.classes) != 2:
+            raise CardError(f"{where}: a sigmoid output needs exactly two classes")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            raise CardError(f"{where}: mean and std need three values (std > 0)")
+        if self.interpolation not in _INTERP:
+            raise CardError(f"{where}: interpolation must be one of {sorted(_INTERP)}")
+        t = self.thresholds
+        if not (0 <= t.get("real_below", 0.35) <= t.get("decision", 0.5) <= t.get("fake_above", 0.65) <= 1):
+            raise CardError(f"{where}: thresholds must satisfy 0 <= real_below <= decision <= fake_above <= 1")
+        if self.input_size < 16 or self.frames < 1:
+            raise CardError(f"{where}: input_size >= 16 and frames >= 1 required")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(model: nn.Module, card: ModelCard, out_dir: str | Path) -> Path:
+    """Write OUT/NAME.safetensors and OUT/NAME.json; returns the card path. The card records the tensor file's
+    SHA-256 and parameter count."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    card.file = f"{card.name}.safetensors"
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    st_path = out / card.file
+    save_file(tensors, str(st_path), metadata={"tbd_card": json.dumps({"name": card.name,
+                                                                       "architecture": card.architecture})})
+    card.sha256 = _sha256(st_path)
+    card.parameters = int(sum(p.numel() for p in model.parameters()))
+    card_path = out / f"{card.name}.json"
+    tmp = card_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    os.replace(tmp, card_path)
+    card.path = str(card_path)
+    return card_path
+
+
+def read_card(card_path: str | Path) -> ModelCard:
+    p = Path(card_path)
+    try:
+        d = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise CardError(f"model card {p} not found") from None
+    except json.JSONDecodeError as e:
+        raise CardError(f"model card {p} is not valid JSON ({e})") from None
+    return ModelCard.from_dict(d, path=str(p))
+
+
+class Detector(nn.Module):
+    """A loaded model plus its card. `forward` maps preprocessed input to one fake logit per sample (B, 1):
+    sigmoid(fake logit) = P(fake) for both softmax and sigmoid heads."""
+
+    def __init__(self, net: nn.Module, card: ModelCard):
+        super().__init__()
+        self.net = net
+        self.card = card
+        self.fake_index = card.classes.index("fake")
+        self.register_buffer("_mean", torch.tensor(card.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(card.std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def device(self) -> torch.device:
+        return self._mean.device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.net(x)
+        if self.card.output == "sigmoid":
+            z = logits.reshape(logits.shape[0], -1)[:, :1]  # logit of classes[1]
+            return z if self.fake_index == 1 else -z
+        others = torch.cat([logits[:, : self.fake_index], logits[:, self.fake_index + 1:]], dim=1)
+        return (logits[:, self.fake_index] - torch.logsumexp(others, dim=1)).unsqueeze(1)
+
+    def preprocess(self, crops: list[np.ndarray]) -> torch.Tensor:
+        """uint8 HxWx3 RGB crops -> normalised (N, 3, S, S) float tensor on the model's device."""
+        s = self.card.input_size
+        x = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        if x.shape[-1] != s or x.shape[-2] != s:
+            mode = _INTERP[self.card.interpolation]
+            kw = {"align_corners": False, "antialias": True} if mode in ("bilinear", "bicubic") else {}
+            x = F.interpolate(x, size=(s, s), mode=mode, **kw).clamp_(0, 1)
+        return (x - self._mean) / self._std
+
+    @torch.inference_mode()
+    def predict(self, crops: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """P(fake) for each crop (frame models) - a flat array."""
+        if self.card.kind != "frame":
+            raise TypeError(f"{self.name} is a sequence model; use predict_sequences")
+        out = []
+        for i in range(0, len(crops), batch_size):
+            x = self.preprocess(crops[i:i + batch_size])
+            out.append(torch.sigmoid(self(x)).float().cpu().numpy()[:, 0])
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    @torch.inference_mode()
+    def predict_sequences(self, sequences: list[list[np.ndarray]]) -> np.ndarray:
+        """P(fake) for each sequence of crops; each is resampled uniformly to the card's `frames`."""
+        from ..media import sample_indices
+
+        out = []
+        n = self.card.frames
+        for seq in sequences:
+            idx = sample_indices(len(seq), n)
+            if len(idx) < n:  # short track: repeat frames in order to reach the trained length
+                idx = [idx[int(i)] for i in np.linspace(0, len(idx) - 1, n).round()]
+            x = self.preprocess([seq[i] for i in idx]).unsqueeze(0)
+            out.append(float(torch.sigmoid(self(x))[0, 0]))
+        return np.asarray(out, dtype=np.float32)
+
+
+def load_detector(card_path: str | Path, device: str | torch.device = "cpu", verify: bool = True) -> Detector:
+    """Build the network from the card alone and load its safetensors (strict: every tensor must match)."""
+    from safetensors.torch import load_file
+
+    card = read_card(card_path)
+    st_path = Path(card_path).parent / card.file
+    if not st_path.exists():
+        raise CardError(f"{card.name}: weights file {st_path.name} is missing")
+    if verify and card.sha256 and _sha256(st_path) != card.sha256:
+        raise CardError(f"{card.name}: {st_path.name} does not match the SHA-256 in its card")
+    net = create_model(card.architecture, **card.config)
+    try:
+        state = load_file(str(st_path), device="cpu")
+    except Exception as e:
+        raise CardError(f"{card.name}: cannot read {st_path.name} ({e})") from None
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise CardError(f"{card.name}: weights do not fit the architecture in its card ({first[1].strip() if len(first) > 1 else first[0]})") from None
+    det = Detector(net, card).to(device).eval()
+    return det
+
+
+def weights_dirs() -> list[Path]:
+    """Folders searched for model cards: $TBD_WEIGHTS (os.pathsep-separated) if set, else weights/ and
+    weights/fetched/ (where `core weights fetch` writes)."""
+    env = os.environ.get("TBD_WEIGHTS")
+    if env:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    return [REPO_WEIGHTS, REPO_WEIGHTS / "fetched"]
+
+
+def discover_models(dirs: list[Path] | None = None) -> dict[str, ModelCard | CardError]:
+    """Every model card found (name -> card), or the error that makes a card unusable."""
+    found: dict[str, Any] = {}
+    for d in dirs if dirs is not None else weights_dirs():
+        if not Path(d).is_dir():
+            continue
+        for p in sorted(Path(d).glob("*.json")):
+            try:
+                raw = json.loads(p.read_text())
+            except json.JSONDecodeError as e:
+                found[p.stem] = CardError(f"model card {p} is not valid JSON ({e})")
+                continue
+            if not isinstance(raw, dict) or "architecture" not in raw:
+                continue  # other JSON files (benchmarks, ensemble policy)
+            try:
+                card = ModelCard.from_dict(raw, path=str(p))
+            except CardError as e:
+                found[raw.get("name", p.stem)] = e
+                continue
+            if not (p.parent / card.file).exists():
+                found[card.name] = CardError(f"{card.name}: weights file {card.file} is missing")
+                continue
+            found.setdefault(card.name, card)
+    return found

@@ -1,0 +1,191 @@
+"""Self-contained HTML case report: verdict, per-model bars, timeline, face gallery, Grad-CAM heatmaps, input
+metadata with SHA-256, model versions and a timestamp. No external resources: images are inlined as base64 PNG
+and charts are inline SVG.
+
+>>> Path("case.html").write_text(render_html(analysis))
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .analyze import Analysis
+
+__all__ = ["render_html", "png_bytes", "annotate_frame", "score_colour"]
+
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+VERDICT_COLOURS = {"real": "#2e7d32", "fake": "#c62828", "uncertain": "#ef6c00", "no_face": "#546e7a",
+                   "error": "#6a1b9a"}
+
+
+def png_bytes(img: np.ndarray, max_side: int | None = None) -> bytes:
+    im = Image.fromarray(img)
+    if max_side and max(im.size) > max_side:
+        im.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _img_tag(img: np.ndarray, max_side: int | None = None, alt: str = "", css: str = "") -> str:
+    b64 = base64.b64encode(png_bytes(img, max_side)).decode()
+    return f'<img alt="{html.escape(alt)}" style="{css}" src="data:image/png;base64,{b64}">'
+
+
+def score_colour(p: float | None) -> tuple[int, int, int]:
+    """Green (real) to red (fake); grey when unknown."""
+    if p is None:
+        return (120, 120, 120)
+    p = float(np.clip(p, 0, 1))
+    return (int(46 + (198 - 46) * p), int(125 + (40 - 125) * p), int(50 + (40 - 50) * p))
+
+
+def annotate_frame(analysis: Analysis, pos: int) -> np.ndarray:
+    """The display copy of sampled frame `pos` with face boxes coloured by ensemble-mean score and labelled."""
+    img = analysis.images[pos]
+    info = analysis.info
+    sx = img.shape[1] / max(info.width, 1)
+    sy = img.shape[0] / max(info.height, 1)
+    im = Image.fromarray(img).copy()
+    d = ImageDraw.Draw(im)
+    for k in analysis.frames[pos]["faces"]:
+        f = analysis.faces[k]
+        vals = [p for p in f.probs.values() if p is not None]
+        p = float(np.mean(vals)) if vals else None
+        x1, y1, x2, y2 = f.face.box
+        box = [x1 * sx, y1 * sy, x2 * sx, y2 * sy]
+        c = score_colour(p)
+        d.rectangle(box, outline=c, width=max(2, img.shape[1] // 300))
+        label = f"T{f.face.track} " + ("?" if p is None else f"{p:.2f}")
+        d.rectangle([box[0], max(0, box[1] - 14), box[0] + 7 * len(label), box[1]], fill=c)
+        d.text((box[0] + 2, max(0, box[1] - 13)), label, fill=(255, 255, 255))
+    return np.asarray(im)
+
+
+def _bars_svg(a: Analysis) -> str:
+    rows = [(n, m) for n, m in a.models.items()]
+    h = 34 * len(rows) + 20
+    parts = [f'<svg width="640" height="{h}" role="img" aria-label="per-model probabilities">']
+    for i, (n, m) in enumerate(rows):
+        y = 10 + i * 34
+        parts.append(f'<text x="0" y="{y + 16}" font-size="13">{html.escape(n)}</text>')
+        parts.append(f'<rect x="200" y="{y}" width="400" height="22" fill="#eee"/>')
+        p = m.get("fake_probability")
+        if p is not None:
+            col = "#%02x%02x%02x" % score_colour(p)
+            parts.append(f'<rect x="200" y="{y}" width="{400 * p:.1f}" height="22" fill="{col}"/>')
+            parts.append(f'<text x="{205 + 400 * p:.1f}" y="{y + 16}" font-size="12">{p:.3f} ({m.get("vote")})</text>')
+        else:
+            parts.append(f'<text x="205" y="{y + 16}" font-size="12" fill="#6a1b9a">failed: '
+                         f'{html.escape(str(m.get("error") or "no score"))[:80]}</text>')
+        t = m.get("threshold", 0.5)
+        parts.append(f'<line x1="{200 + 400 * t:.1f}" x2="{200 + 400 * t:.1f}" y1="{y - 2}" y2="{y + 24}" '
+                     f'stroke="#000" stroke-dasharray="3,2"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _timeline_svg(a: Analysis) -> str:
+    W, H, L, B = 700, 240, 40, 30
+    xs = [fr["time_s"] if fr["time_s"] is not None else fr["index"] for fr in a.frames]
+    if not xs:
+        return ""
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    def px(x):
+        return L + (W - L - 10) * (x - x0) / (x1 - x0)
+    def py(p):
+        return 10 + (H - B - 10) * (1 - p)
+    parts = [f'<svg width="{W}" height="{H}" role="img" aria-label="timeline">',
+             f'<line x1="{L}" y1="{py(0)}" x2="{W - 10}" y2="{py(0)}" stroke="#999"/>',
+             f'<line x1="{L}" y1="{py(0)}" x2="{L}" y2="{py(1)}" stroke="#999"/>']
+    for v in (0, 0.5, 1):
+        parts.append(f'<text x="5" y="{py(v) + 4}" font-size="11">{v}</text>')
+    unit = "s" if a.frames[0]["time_s"] is not None else "frame"
+    parts.append(f'<text x="{W / 2}" y="{H - 5}" font-size="11">time ({unit})</text>')
+    for mi, name in enumerate(a.models):
+        col = PALETTE[mi % len(PALETTE)]
+        pts = []
+        for x, fr in zip(xs, a.frames):
+            vals = [a.faces[k].probs.get(name) for k in fr["faces"]]
+            vals = [v for v in vals if v is not None]
+            if vals:
+                pts.append((px(x), py(max(vals))))
+        if pts:
+            parts.append(f'<polyline fill="none" stroke="{col}" stroke-width="2" points="'
+                         + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')
+            parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{col}"/>' for x, y in pts]
+        parts.append(f'<text x="{L + 10 + 160 * mi}" y="{H - 16}" font-size="11" fill="{col}">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(a: Analysis, title: str = "TBD case report") -> str:
+    j = a.to_json()
+    info = j["input"]
+    colour = VERDICT_COLOURS.get(a.verdict, "#333")
+    p = a.fake_probability
+    esc = html.escape
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>"
+           "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}"
+           "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px;font-size:13px;text-align:left}"
+           ".verdict{color:#fff;padding:14px 18px;border-radius:6px;font-size:22px}"
+           ".gallery{display:flex;flex-wrap:wrap;gap:10px}.face{border:1px solid #ddd;padding:6px;font-size:12px}"
+           "</style></head><body>",
+           f"<h1>{esc(title)}</h1>",
+           f"<p>Generated {esc(j['created'])} by TBD (Truth Behind DeepFakes). Automated detectors give evidence, "
+           "not proof: read the per-model scores, the timeline and the heatmaps before concluding.</p>",
+           f"<div class='verdict' style='background:{colour}'>Verdict: {esc(a.verdict.replace('_', ' ').upper())}"
+           + (f" &mdash; ensemble P(fake) = {p:.3f}" if p is not None else "") + "</div>",
+           f"<p>{esc(a.ensemble.get('reason', ''))}. Bands: real below "
+           f"{a.ensemble.get('thresholds', {}).get('real_below', '-')}, fake at or above "
+           f"{a.ensemble.get('thresholds', {}).get('fake_above', '-')}, uncertain between. Votes: "
+           f"{esc(str(a.ensemble.get('votes', {})))}.</p>",
+           "<h2>Per-model probabilities</h2>", _bars_svg(a),
+           "<h2>Timeline</h2><p>Highest per-face P(fake) of each model in each sampled frame.</p>", _timeline_svg(a),
+           "<h2>Input</h2><table>"]
+    for k in ("path", "sha256", "kind", "container", "codec", "width", "height", "fps", "duration_s", "frame_count",
+              "rotation"):
+        out.append(f"<tr><th>{k}</th><td>{esc(str(info.get(k)))}</td></tr>")
+    out.append(f"<tr><th>frames sampled</th><td>{len(a.frames)}</td></tr>")
+    if info.get("warnings"):
+        out.append(f"<tr><th>warnings</th><td>{esc('; '.join(info['warnings']))}</td></tr>")
+    out.append("</table><h2>Models</h2><table><tr><th>model</th><th>version</th><th>architecture</th>"
+               "<th>SHA-256</th><th>trained on</th></tr>")
+    for n, c in a.model_cards.items():
+        out.append(f"<tr><td>{esc(n)}</td><td>{esc(str(c.get('version')))}</td><td>{esc(c.get('architecture', ''))}</td>"
+                   f"<td><code>{esc(str(c.get('sha256', ''))[:16])}</code></td>"
+                   f"<td>{esc(str((c.get('training') or {}).get('data', '')))}</td></tr>")
+    out.append("</table><h2>Face tracks</h2><table><tr><th>track</th><th>faces</th><th>ensemble P(fake)</th>"
+               "<th>verdict</th></tr>")
+    for tr in a.tracks:
+        e = tr["ensemble"]
+        fp = e.get("fake_probability")
+        out.append(f"<tr><td>{tr['id']}</td><td>{tr['faces']}</td><td>{'-' if fp is None else f'{fp:.3f}'}</td>"
+                   f"<td>{esc(e.get('verdict', ''))}</td></tr>")
+    out.append("</table><h2>Frames and faces</h2>")
+    if not a.faces:
+        out.append("<p><b>No face</b> was found in any sampled frame; nothing was scored.</p>")
+    for pos, fr in enumerate(a.frames):
+        if not fr["faces"]:
+            continue
+        t = fr["time_s"]
+        out.append(f"<h3>Frame {fr['index']}" + (f" at {t:.2f} s" if t is not None else "") + "</h3>")
+        out.append(_img_tag(annotate_frame(a, pos), 640, f"frame {fr['index']}", "max-width:640px"))
+        out.append("<div class='gallery'>")
+        for k in fr["faces"]:
+            f = a.faces[k]
+            scores = ", ".join(f"{esc(m)}: {'failed' if v is None else f'{v:.3f}'}" for m, v in f.probs.items())
+            out.append(f"<div class='face'>{_img_tag(f.crop, 160, 'face', 'width:160px')}"
+                       + "".join(_img_tag(c, 160, f'Grad-CAM {m}', 'width:160px') for m, c in f.cams.items())
+                       + f"<br>track {f.face.track}, detector confidence {f.face.confidence:.3f}<br>{scores}"
+                       + (f"<br>Grad-CAM: {', '.join(esc(m) for m in f.cams)}" if f.cams else "") + "</div>")
+        out.append("</div>")
+    tm = j["timings_s"]
+    out.append(f"<h2>Processing</h2><p>{esc(', '.join(f'{k} {v:.2f} s' for k, v in tm.items()))}; "
+               f"settings {esc(str(j['settings']))}</p></body></html>")
+    return "\n".join(out)

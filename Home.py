@@ -1,5 +1,7 @@
 """TBD dashboard home: what the tool does and does not claim, installed models, quick start, recent analyses."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.models.checkpoint import CardError, ModelCard, discover_models, weights_dirs
@@ -8,9 +10,9 @@ st.set_page_config(page_title="TBD - Truth Behind DeepFakes", page_icon=":mag:",
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def installed_models() -> tuple[list[dict], list[tuple[str, str]]]:
+def installed_models(dirs: tuple[str, ...]) -> tuple[list[dict], list[tuple[str, str]]]:
     ok, broken = [], []
-    for name, c in sorted(discover_models().items()):
+    for name, c in sorted(discover_models([Path(d) for d in dirs]).items()):
         if isinstance(c, ModelCard):
             ok.append({"model": name, "name": c.display_name or name, "architecture": c.architecture,
                        "kind": c.kind, "input": f"{c.input_size}px", "default": bool((c.ensemble or {}).get("default")),
@@ -38,10 +40,10 @@ with st.expander("What TBD claims, and what it does not", expanded=True):
         "- A model that fails is reported as failed; it never contributes a made-up score."
     )
 
-models, broken = installed_models()
+models, broken = installed_models(tuple(str(d) for d in weights_dirs()))
 st.subheader("Installed models")
 if models:
-    st.dataframe(models, hide_index=True, use_container_width=True)
+    st.dataframe(models, hide_index=True, width="stretch")
     st.caption("Looked in: " + ", ".join(str(d) for d in weights_dirs()) + ". `default` models form the ensemble "
                "unless you choose others. Each model's card (JSON beside its weights) holds its training data, "
                "terms, metrics and thresholds.")
@@ -65,6 +67,6 @@ st.markdown(
 st.subheader("This session's analyses")
 history = st.session_state.get("history", [])
 if history:
-    st.dataframe(history[::-1], hide_index=True, use_container_width=True)
+    st.dataframe(history[::-1], hide_index=True, width="stretch")
 else:
     st.caption("No analyses yet in this session.")

@@ -28,11 +28,21 @@ def gradcam(det: Detector, crops: list[np.ndarray], batch_size: int = 16) -> lis
     reshape = getattr(det.net, "reshape_transform", None)
     maps: list[np.ndarray] = []
     layer = _target_layer(det)
+    failure: list[BaseException] = []
+    # pytorch-grad-cam's __exit__ prints and swallows exceptions: catch them inside the block and re-raise after
+    # the hooks are released, so a failed explanation is never mistaken for an empty one.
     with torch.enable_grad(), GradCAM(model=det, target_layers=[layer], reshape_transform=reshape) as cam:
-        for i in range(0, len(crops), batch_size):
-            x = det.preprocess(crops[i:i + batch_size]).detach().requires_grad_(True)
-            g = cam(input_tensor=x, targets=[ClassifierOutputTarget(0)] * len(x))
-            maps.extend(np.asarray(m, dtype=np.float32) for m in g)
+        try:
+            for i in range(0, len(crops), batch_size):
+                x = det.preprocess(crops[i:i + batch_size]).detach().requires_grad_(True)
+                g = cam(input_tensor=x, targets=[ClassifierOutputTarget(0)] * len(x))
+                maps.extend(np.asarray(m, dtype=np.float32) for m in g)
+        except Exception as e:  # noqa: BLE001 - re-raised below
+            failure.append(e)
+    if failure:
+        raise failure[0]
+    if len(maps) != len(crops):
+        raise RuntimeError(f"Grad-CAM returned {len(maps)} maps for {len(crops)} crops")
     return maps
 
 

@@ -176,6 +176,13 @@ def _image_frames(im: Image.Image) -> list[tuple[np.ndarray, float]]:
 
 
 def _short(e: BaseException) -> str:
+    """One short line for a user: FFmpeg errors lose their errno and file name."""
+    strerror = getattr(e, "strerror", None)
+    if isinstance(strerror, str) and strerror:
+        msg = strerror
+        if "Invalid data" in msg or "moov atom" in str(getattr(e, "log", "")):
+            msg += "; the file may be truncated or damaged"
+        return msg[:160]
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return msg[:160]
 
@@ -484,3 +491,14 @@ def _looks_like_text(head: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return all(ch.isprintable() or ch in "\r\n\t" for ch in txt)
+
+
+def pick_input(video: str | Path | None = None, frames_zip: str | Path | None = None,
+               image: str | Path | None = None) -> tuple[Path, str, list[str]]:
+    """The design's priority when several inputs arrive at once: zip of frames, then image, then video.
+    Returns (chosen path, which slot was used, the slots that were ignored)."""
+    given = [(slot, p) for slot, p in (("frames", frames_zip), ("image", image), ("video", video)) if p]
+    if not given:
+        raise MediaError("no input given: upload a video, an image or a zip of frames")
+    slot, chosen = given[0]
+    return Path(chosen), slot, [s for s, _ in given[1:]]

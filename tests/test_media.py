@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import zipfile
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import bar_position, frame_pattern, make_video, png_bytes
 from PIL import Image
 
-from conftest import bar_position, frame_pattern, make_video, png_bytes
 from core.media import MAX_IMAGE_PIXELS, MediaError, load_image, open_media, sample_indices
 
 
@@ -268,3 +269,13 @@ def test_zip_bomb_rejected_before_reading(tmp_path):
     assert p.stat().st_size < 20 << 20
     with pytest.raises(MediaError, match="zip bomb|limit"):
         open_media(p)
+
+
+def test_pick_input_priority_frames_then_image_then_video():
+    from core.media import pick_input
+
+    assert pick_input(video="v.mp4", frames_zip="f.zip", image="i.jpg") == (Path("f.zip"), "frames", ["image", "video"])
+    assert pick_input(video="v.mp4", image="i.jpg")[:2] == (Path("i.jpg"), "image")
+    assert pick_input(video="v.mp4")[1:] == ("video", [])
+    with pytest.raises(MediaError, match="no input"):
+        pick_input()

@@ -226,8 +226,9 @@ def load_detector(card_path: str | Path, device: str | torch.device = "cpu", ver
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        raise CardError(f"{card.name}: weights do not fit the architecture in its card ({first[1].strip() if len(first) > 1 else first[0]})") from None
+        lines = str(e).strip().splitlines()
+        detail = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise CardError(f"{card.name}: weights do not fit the architecture in its card ({detail})") from None
     det = Detector(net, card).to(device).eval()
     return det
 

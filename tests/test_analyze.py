@@ -1,0 +1,219 @@
+"""The whole pipeline on real media from ../shared (MesoNet models as the ensemble): JSON contract, tracks,
+no-face, failing models, Grad-CAM, reports, evaluation and robustness."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import DFDC_CLIP, need_shared
+from PIL import Image
+
+from core.analyze import Analyzer, NoModelsError
+from core.evaluate import evaluate_csv, read_labels, robustness_csv
+from core.media import MediaError
+from core.report import render_html
+
+FACE_KEYS = {"box", "confidence", "track", "fake_probability"}
+
+
+@pytest.fixture(scope="module")
+def clip_result(analyzer):
+    need_shared(DFDC_CLIP)
+    return analyzer.analyze(DFDC_CLIP, frames=32, cam=True)
+
+
+def test_json_contract_on_a_real_video(clip_result, analyzer):
+    j = json.loads(json.dumps(clip_result.to_json()))
+    assert set(j["input"]) >= {"path", "sha256", "kind", "width", "height", "fps", "duration_s", "frame_count", "codec"}
+    assert j["input"]["kind"] == "video" and (j["input"]["width"], j["input"]["height"]) == (1920, 1080)
+    assert j["input"]["frame_count"] == 300 and j["input"]["duration_s"] == pytest.approx(10.01, abs=0.05)
+    assert j["verdict"] in ("fake", "real", "uncertain")
+    assert 0 <= j["fake_probability"] <= 1
+    assert set(j["models"]) == set(analyzer.detectors)
+    for m in j["models"].values():
+        assert set(m) >= {"fake_probability", "vote", "error"} and m["error"] is None
+        assert m["vote"] in ("fake", "real")
+    assert len(j["frames"]) == 32
+    times = [f["time_s"] for f in j["frames"]]
+    assert times == sorted(times) and times[0] == 0 and times[-1] > 9.5  # the whole duration, not the start
+    faces = [face for f in j["frames"] for face in f["faces"]]
+    assert len(faces) >= 5  # the DFDC subject is found in several frames (dark clip)
+    for face in faces:
+        assert FACE_KEYS <= set(face)
+        x1, y1, x2, y2 = face["box"]
+        assert 0 <= x1 < x2 <= 1920 and 0 <= y1 < y2 <= 1080
+        assert face["confidence"] >= 0.9
+        assert set(face["fake_probability"]) == set(analyzer.detectors)
+        assert all(0 <= p <= 1 for p in face["fake_probability"].values())
+    assert j["tracks"] and all(t["faces"] >= 1 for t in j["tracks"])
+    assert j["ensemble"]["track"] in {t["id"] for t in j["tracks"]}
+    assert set(j["timings_s"]) >= {"load", "decode", "faces", "models", "explain", "total"}
+    assert j["timings_s"]["total"] < j["timings_s"]["load"] + j["timings_s"]["total"]
+    # The video-level model score is the mean over the deciding track's faces.
+    tid = j["ensemble"]["track"]
+    for name in analyzer.detectors:
+        ps = [face["fake_probability"][name] for face in faces if face["track"] == tid]
+        assert j["models"][name]["fake_probability"] == pytest.approx(np.mean(ps), abs=1e-5)
+    # Ensemble = mean of the models on that track.
+    assert j["fake_probability"] == pytest.approx(np.mean([m["fake_probability"] for m in j["models"].values()]),
+                                                  abs=1e-5)
+
+
+def test_gradcam_overlays_for_every_face_and_model(clip_result, analyzer):
+    assert clip_result.faces
+    for f in clip_result.faces:
+        assert set(f.cams) == set(analyzer.detectors)
+        for ov in f.cams.values():
+            assert ov.shape == f.crop.shape and ov.dtype == np.uint8
+
+
+def test_html_report_is_self_contained(clip_result, tmp_path):
+    html = render_html(clip_result)
+    assert clip_result.info.sha256 in html
+    assert "Verdict:" in html and clip_result.verdict.replace("_", " ").upper() in html
+    assert html.count("data:image/png;base64,") >= len(clip_result.faces) * 2
+    assert not re.search(r"""(src|href)=["']https?://""", html)
+    assert "<svg" in html and "Grad-CAM" in html
+
+
+def test_image_with_face(analyzer, face_image):
+    r = analyzer.analyze(face_image).to_json()
+    assert r["input"]["kind"] == "image" and len(r["frames"]) == 1 and r["frames"][0]["time_s"] == 0
+    assert len(r["frames"][0]["faces"]) == 1 and r["verdict"] != "no_face"
+
+
+def test_no_face_gives_no_face_never_a_score(analyzer, tmp_path):
+    p = tmp_path / "landscape.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(np.clip(rng.normal(120, 20, (240, 320, 3)), 0, 255).astype(np.uint8)).save(p)
+    r = analyzer.analyze(p).to_json()
+    assert r["verdict"] == "no_face" and r["fake_probability"] is None
+    assert all(m["fake_probability"] is None and m["error"] is None for m in r["models"].values())
+    assert r["tracks"] == []
+
+
+def test_zip_of_frames_from_a_real_video(analyzer, tmp_path, shared_data):
+    need_shared(DFDC_CLIP)
+    from core.media import open_media
+
+    frames = list(open_media(DFDC_CLIP).frames(12))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k, f in enumerate(frames):
+            b = io.BytesIO()
+            Image.fromarray(f.image).save(b, format="JPEG", quality=92)
+            zf.writestr(f"clip/frame_{k + 1}.jpg", b.getvalue())
+    p = tmp_path / "frames.zip"
+    p.write_bytes(buf.getvalue())
+    r = analyzer.analyze(p, frames=32).to_json()
+    assert r["input"]["kind"] == "frames" and r["input"]["frame_count"] == 12
+    assert [f["index"] for f in r["frames"]] == list(range(12)) and r["frames"][0]["time_s"] is None
+    assert sum(len(f["faces"]) for f in r["frames"]) >= 2
+
+
+def test_failing_model_is_reported_not_averaged(analyzer, face_image, monkeypatch):
+    names = list(analyzer.detectors)
+    good = analyzer.analyze(face_image).to_json()
+    broken = names[0]
+
+    def boom(*a, **k):
+        raise RuntimeError("weights corrupted in memory")
+
+    monkeypatch.setattr(analyzer.detectors[broken], "predict", boom)
+    r = analyzer.analyze(face_image).to_json()
+    assert r["models"][broken]["error"].startswith("RuntimeError: weights corrupted")
+    assert r["models"][broken]["fake_probability"] is None
+    other = names[1]
+    assert r["fake_probability"] == pytest.approx(good["models"][other]["fake_probability"], abs=1e-6)
+    assert r["ensemble"]["members"] == [other]
+    monkeypatch.setattr(analyzer.detectors[other], "predict", boom)
+    r = analyzer.analyze(face_image).to_json()
+    assert r["verdict"] == "error" and r["fake_probability"] is None
+
+
+def test_face_threshold_and_model_subset(analyzer, face_image):
+    names = list(analyzer.detectors)
+    r = analyzer.analyze(face_image, models=[names[0]], face_threshold=0.9).to_json()
+    assert list(r["models"]) == [names[0]]
+    r = analyzer.analyze(face_image, face_threshold=1.0).to_json()
+    assert r["verdict"] == "no_face"  # nothing is confirmed at probability 1.0
+    with pytest.raises(NoModelsError):
+        analyzer.analyze(face_image, models=["not-a-model"])
+
+
+def test_unusable_input_raises_media_error(analyzer, tmp_path):
+    p = tmp_path / "x.mp4"
+    p.write_text("not a video")
+    with pytest.raises(MediaError):
+        analyzer.analyze(p)
+
+
+def test_no_models_is_a_clear_error(tmp_path):
+    with pytest.raises(NoModelsError, match="no detector models installed"):
+        Analyzer(dirs=[tmp_path])
+
+
+# ---------------------------------------------------------------------------------------- evaluate, robustness
+
+
+def _subset_csv(shared_data, tmp_path, n_per_class=3) -> tuple:
+    """Rows of ../shared/data/LABELS.csv (all its columns) for a few GAN and FFHQ faces, paths made absolute."""
+    with open(shared_data / "LABELS.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames
+        rows = list(reader)
+    pick = [r for r in rows if r["path"].startswith("ffhq_vs_stylegan2/real/")][:n_per_class]
+    pick += [r for r in rows if r["path"].startswith("ffhq_vs_stylegan2/fake/")][:n_per_class]
+    out = tmp_path / "subset.csv"
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for r in pick:
+            w.writerow(dict(r, path=str(shared_data / r["path"])))
+    return out, pick
+
+
+def test_shared_labels_csv_reads_as_is(shared_data):
+    rows = read_labels(shared_data / "LABELS.csv")
+    assert len(rows) > 800 and {r["label"] for r in rows} == {"real", "fake"}
+    from pathlib import Path
+
+    assert all(Path(r["abs_path"]).exists() for r in rows)
+
+
+def test_evaluate_metrics(analyzer, shared_data, tmp_path):
+    csv_path, pick = _subset_csv(shared_data, tmp_path)
+    res = evaluate_csv(csv_path, analyzer, frames=1, progress=False)
+    assert res["n_rows"] == 6 and len(res["files"]) == 6
+    for level in ("video", "frame"):
+        for name in list(analyzer.detectors) + (["ensemble"] if level == "video" else []):
+            m = res[level][name]
+            assert m["n"] > 0 and 0 <= m["auc"] <= 1 and 0 <= m["accuracy"] <= 1
+            assert np.array(m["confusion_matrix"]).sum() == m["n"]
+    # AUC computed here agrees with sklearn on the per-file scores.
+    from sklearn.metrics import roc_auc_score
+
+    name = list(analyzer.detectors)[0]
+    files = [f for f in res["files"] if f["models"][name] is not None]
+    assert res["video"][name]["auc"] == pytest.approx(
+        roc_auc_score([f["label"] == "fake" for f in files], [f["models"][name] for f in files]))
+    assert set(res["breakdown"]["dataset"]) == {r["dataset"] for r in pick}
+    assert "ensemble" in res["video"] and "report" in res["video"]["ensemble"]
+
+
+def test_robustness_per_strength(analyzer, shared_data, tmp_path):
+    csv_path, _ = _subset_csv(shared_data, tmp_path, n_per_class=2)
+    res = robustness_csv(csv_path, analyzer, [("jpeg", [50.0]), ("blur", [2.0])], frames=1, progress=False)
+    assert set(res["perturbations"]) == {"jpeg", "blur"}
+    e = res["perturbations"]["jpeg"][0]
+    assert e["strength"] == 50.0 and set(e["video"]) == set(analyzer.detectors) | {"ensemble"}
+    assert res["clean"]["video"]["ensemble"]["n"] == 4
+    # A perturbation changes the scores.
+    name = list(analyzer.detectors)[0]
+    assert e["video"][name]["mean_p_fake_on_real"] != res["clean"]["video"][name]["mean_p_fake_on_real"]

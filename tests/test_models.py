@@ -1,0 +1,202 @@
+"""Registry, checkpoints and model cards, MesoNet import, Grad-CAM."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import DFDC_CROPS, MESONET, need_shared
+
+from core.models import (
+    CardError,
+    ModelCard,
+    create_model,
+    discover_models,
+    list_architectures,
+    load_detector,
+    save_checkpoint,
+)
+
+
+def _card(name, arch, config, size=64, frames=1, **kw) -> ModelCard:
+    out = "sigmoid" if arch.startswith("meso") else "softmax"
+    return ModelCard(name=name, architecture=arch, config=config, input_size=size, mean=[0.5] * 3, std=[0.5] * 3,
+                     interpolation="bicubic", classes=["real", "fake"], frames=frames, output=out, **kw)
+
+
+def test_gradcam_failure_is_raised_not_swallowed(tmp_path):
+    from core.explain import gradcam
+
+    card = _card("wrong", "meso4", {}, size=256)
+    card.output = "softmax"  # a card that does not fit its network: the fake logit cannot be computed
+    det = load_detector(save_checkpoint(create_model("meso4"), card, tmp_path))
+    with pytest.raises(IndexError):
+        gradcam(det, [np.zeros((64, 64, 3), np.uint8)])
+    assert sum(len(m._forward_hooks) for m in det.modules()) == 0
+
+
+def test_registry_lists_every_design_architecture():
+    assert {"image_classifier", "cnn_lstm", "swin_seq", "meso4", "mesoinception4"} <= set(list_architectures())
+    with pytest.raises(ValueError, match="unknown architecture"):
+        create_model("nope")
+
+
+@pytest.mark.parametrize("arch,config,shape", [
+    ("image_classifier", {"backbone": "tf_efficientnet_lite0"}, (2, 3, 64, 64)),
+    ("image_classifier", {"backbone": "efficientnet_b0"}, (2, 3, 64, 64)),
+    ("cnn_lstm", {"backbone": "tf_efficientnet_lite0", "hidden": 32}, (2, 3, 3, 64, 64)),
+    ("cnn_lstm", {"backbone": "resnext50_32x4d", "hidden": 32}, (1, 2, 3, 64, 64)),
+    ("swin_seq", {"img_size": 224}, (1, 2, 3, 224, 224)),
+    ("meso4", {}, (2, 3, 256, 256)),
+    ("mesoinception4", {}, (2, 3, 256, 256)),
+])
+def test_architectures_forward(arch, config, shape):
+    net = create_model(arch, **config).eval()
+    with torch.inference_mode():
+        out = net(torch.randn(*shape))
+    assert out.shape[0] == shape[0] and torch.isfinite(out).all()
+
+
+def test_effb0_lstm_matches_design_parameter_count():
+    net = create_model("cnn_lstm", backbone="efficientnet_b0", hidden=256)
+    n = sum(p.numel() for p in net.parameters())
+    assert abs(n - 5.583e6) / 5.583e6 < 0.01  # slides: Effb0+Lstm 5.583M parameters
+
+
+def test_checkpoint_round_trip_and_card(tmp_path):
+    torch.manual_seed(0)
+    net = create_model("image_classifier", backbone="tf_efficientnet_lite0").eval()
+    card = _card("tiny", "image_classifier", {"backbone": "tf_efficientnet_lite0"},
+                 training={"data": "unit test", "terms": "none"})
+    path = save_checkpoint(net, card, tmp_path)
+    saved = json.loads(path.read_text())
+    assert saved["sha256"] and saved["parameters"] > 1e6 and saved["kind"] == "frame"
+    det = load_detector(path)
+    crops = [np.random.default_rng(i).integers(0, 255, (80, 80, 3), dtype=np.uint8) for i in range(3)]
+    p = det.predict(crops)
+    with torch.inference_mode():
+        x = det.preprocess(crops)
+        ref = torch.softmax(net(x), dim=1)[:, 1].numpy()
+    assert np.allclose(p, ref, atol=1e-5)  # same weights, same preprocessing, P(fake) = softmax of class 'fake'
+    assert det.preprocess(crops).shape == (3, 3, 64, 64)
+    assert discover_models([tmp_path])["tiny"].name == "tiny"
+
+
+def test_card_problems_are_reported(tmp_path):
+    net = create_model("meso4")
+    path = save_checkpoint(net, _card("m", "meso4", {}, size=256), tmp_path)
+    d = json.loads(path.read_text())
+    # tampered weights
+    st = tmp_path / "m.safetensors"
+    data = bytearray(st.read_bytes())
+    data[-1] ^= 0xFF
+    st.write_bytes(bytes(data))
+    with pytest.raises(CardError, match="SHA-256"):
+        load_detector(path)
+    # wrong architecture for the tensors
+    d2 = dict(d, architecture="mesoinception4", sha256="")
+    save_checkpoint(net, _card("m", "meso4", {}, size=256), tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(dict(d2, name="bad", file="m.safetensors")))
+    with pytest.raises(CardError, match="do not fit"):
+        load_detector(bad)
+    # invalid thresholds / missing fields are rejected by validation
+    with pytest.raises(CardError, match="thresholds"):
+        ModelCard.from_dict(dict(d, thresholds={"decision": 0.9, "real_below": 0.95, "fake_above": 0.99}))
+    with pytest.raises(CardError, match="missing"):
+        ModelCard.from_dict({"name": "x"})
+    found = discover_models([tmp_path])
+    assert isinstance(found["m"], ModelCard)
+
+
+def test_checkpoints_never_unpickle(tmp_path):
+    """A .safetensors file that is really a pickle is refused."""
+    net = create_model("meso4")
+    path = save_checkpoint(net, _card("p", "meso4", {}, size=256), tmp_path)
+    torch.save(net.state_dict(), tmp_path / "p.safetensors")
+    d = json.loads(path.read_text())
+    d["sha256"] = ""
+    path.write_text(json.dumps(d))
+    with pytest.raises(CardError, match="cannot read"):
+        load_detector(path)
+
+
+def test_mesonet_port_separates_dfdc_crops(meso_weights):
+    """The published Meso4 (DF) weights, ported, rank DFDC fake crops above real ones (22 crops, 11/11)."""
+    need_shared(DFDC_CROPS)
+    from PIL import Image
+    from sklearn.metrics import roc_auc_score
+
+    files = sorted(DFDC_CROPS.glob("*/*.png"))
+    y = [int(f.parent.name == "fake") for f in files]
+    crops = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    crops = [np.asarray(Image.fromarray(c).resize((256, 256), Image.BILINEAR)) for c in crops]
+    det = load_detector(meso_weights / "meso4-df.json")
+    p = det.predict(crops)
+    assert sum(y) == 11 and len(y) == 22
+    assert roc_auc_score(y, p) >= 0.7
+    # Keras' sigmoid is P(real): our P(fake) must be its complement, so flipping the class order flips AUC.
+    assert det.card.classes == ["fake", "real"] and det.card.output == "sigmoid"
+
+
+def test_mesonet_h5_layout_read_exactly():
+    need_shared(MESONET / "Meso4_DF.h5")
+    import h5py
+
+    from core.models.mesonet import keras_state_dict
+
+    arch, sd, leaky = keras_state_dict(MESONET / "Meso4_DF.h5")
+    assert arch == "meso4" and leaky is False  # the saved Meso4 graph has no LeakyReLU layer
+    with h5py.File(MESONET / "Meso4_DF.h5") as f:
+        k = np.asarray(f["conv2d_5/conv2d_5/kernel:0"])  # first conv, (kh, kw, in, out)
+        d = np.asarray(f["dense_3/dense_3/kernel:0"])
+    assert np.array_equal(sd["conv1.0.weight"].numpy(), k.transpose(3, 2, 0, 1))
+    assert np.array_equal(sd["fc1.weight"].numpy(), d.T)
+    arch, sd, leaky = keras_state_dict(MESONET / "MesoInception_DF.h5")
+    assert arch == "mesoinception4" and leaky is True
+    assert sd["inc1.b1.0.weight"].shape == (1, 3, 1, 1) and sd["inc2.b4.1.0.weight"].shape == (2, 2, 3, 3)
+
+
+def test_import_mesonet_checks_sha(tmp_path):
+    need_shared(MESONET / "Meso4_DF.h5")
+    from core.models.mesonet import import_mesonet
+
+    src = tmp_path / "src"
+    src.mkdir()
+    data = bytearray((MESONET / "Meso4_DF.h5").read_bytes())
+    data[-10] ^= 1
+    (src / "Meso4_DF.h5").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="SHA-256"):
+        import_mesonet(src, tmp_path / "out")
+    cards = import_mesonet(MESONET, tmp_path / "out")
+    assert len(cards) == 4 and all(load_detector(c) for c in cards)
+
+
+# ------------------------------------------------------------------------------------------------ Grad-CAM
+
+
+@pytest.mark.parametrize("arch,config,size,frames", [
+    ("meso4", {}, 256, 1),
+    ("mesoinception4", {}, 256, 1),
+    ("image_classifier", {"backbone": "tf_efficientnet_lite0"}, 96, 1),
+    ("cnn_lstm", {"backbone": "tf_efficientnet_lite0", "hidden": 16}, 96, 4),
+    ("swin_seq", {"img_size": 224}, 224, 2),
+])
+def test_gradcam_every_architecture_and_hooks_released(tmp_path, arch, config, size, frames):
+    from core.explain import gradcam, gradcam_overlays
+
+    torch.manual_seed(0)
+    net = create_model(arch, **config)
+    det = load_detector(save_checkpoint(net, _card(arch, arch, config, size=size, frames=frames), tmp_path))
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(2)]
+    maps = gradcam(det, crops)
+    assert len(maps) == 2 and maps[0].shape == (size, size)
+    assert np.isfinite(maps[0]).all() and maps[0].min() >= 0 and maps[0].max() <= 1
+    ov = gradcam_overlays(det, crops)
+    assert ov[0].shape == (128, 128, 3) and ov[0].dtype == np.uint8 and not np.array_equal(ov[0], crops[0])
+    hooks = sum(len(m._forward_hooks) + len(m._backward_hooks) + len(getattr(m, "_forward_pre_hooks", {}))
+                for m in det.modules())
+    assert hooks == 0  # the context manager released every hook

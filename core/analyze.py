@@ -9,6 +9,7 @@ verdict (-> Grad-CAM). Models and the face detector load once per `Analyzer`.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,7 @@ class Analyzer:
         self.cards = {n: d.card for n, d in self.detectors.items()}
         self.face_detector = FaceDetector(threshold=face_threshold, detect_size=detect_size, min_face=min_face,
                                           device=self.device)
+        self._cam_lock = threading.Lock()
         self.load_s = time.perf_counter() - t0
 
     # ------------------------------------------------------------------------------------------------- public
@@ -293,7 +295,8 @@ class Analyzer:
                 det = self.detectors[name]
                 crops = crops_by_spec[self._spec(det.card)]
                 try:
-                    overlays = gradcam_overlays(det, crops)
+                    with self._cam_lock:  # hooks on a shared model: one explanation at a time
+                        overlays = gradcam_overlays(det, crops)
                 except Exception as e:
                     model_out[name]["cam_error"] = f"{type(e).__name__}: {str(e)[:200]}"
                     continue

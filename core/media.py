@@ -164,15 +164,20 @@ def load_image(data: bytes | str | Path) -> np.ndarray:
         raise MediaError(f"image data is corrupt ({_short(e)})") from None
 
 
-def _image_frames(im: Image.Image) -> list[tuple[np.ndarray, float]]:
-    """All frames of a (possibly animated) image with their start times in seconds."""
-    out = []
-    t = 0.0
+def _frame_times(im: Image.Image) -> list[float]:
+    """Start time in seconds of every frame of a (possibly animated) image, without keeping decoded frames."""
+    times, t = [], 0.0
     for fr in ImageSequence.Iterator(im):
-        rgb = _to_rgb(ImageOps.exif_transpose(fr.copy()) or fr)
-        out.append((rgb, t))
+        times.append(t)
         t += float(fr.info.get("duration", 0) or 0) / 1000.0
-    return out
+    im.seek(0)
+    return times
+
+
+def _frame_rgb(im: Image.Image, i: int) -> np.ndarray:
+    im.seek(i)
+    fr = im.copy()
+    return _to_rgb(ImageOps.exif_transpose(fr) or fr)
 
 
 def _short(e: BaseException) -> str:
@@ -201,24 +206,32 @@ class Media:
 
 
 class ImageMedia(Media):
-    def __init__(self, info: MediaInfo, frames: list[tuple[np.ndarray, float]]):
+    """A still or animated image; animated frames are decoded only when sampled."""
+
+    def __init__(self, info: MediaInfo, im: Image.Image, times: list[float], first: np.ndarray):
         super().__init__(info)
-        self._frames = frames
+        self._im = im
+        self._times = times
+        self._first = first
 
     def frames(self, n: int = 32) -> Iterator[Frame]:
-        for i in sample_indices(len(self._frames), n):
-            rgb, t = self._frames[i]
-            yield Frame(index=i, time_s=t, image=rgb)
+        for i in sample_indices(len(self._times), n):
+            try:
+                rgb = self._first if i == 0 else _frame_rgb(self._im, i)
+            except Exception as e:
+                self.info.warnings.append(f"frame {i} could not be decoded ({_short(e)})")
+                continue
+            yield Frame(index=i, time_s=round(self._times[i], 4), image=rgb)
 
 
 class ZipFramesMedia(Media):
-    def __init__(self, info: MediaInfo, data: bytes, names: list[str]):
+    def __init__(self, info: MediaInfo, path: Path, names: list[str]):
         super().__init__(info)
-        self._data = data
+        self._path = path
         self._names = names
 
     def frames(self, n: int = 32) -> Iterator[Frame]:
-        with zipfile.ZipFile(io.BytesIO(self._data)) as zf:
+        with zipfile.ZipFile(self._path) as zf:
             for i in sample_indices(len(self._names), n):
                 name = self._names[i]
                 try:
@@ -338,31 +351,34 @@ def open_media(path: str | Path, sha256: str | None = None) -> Media:
         im = None
     if im is not None:
         try:
-            frames = _image_frames(im)
+            times = _frame_times(im)
+            first = _frame_rgb(im, 0)
         except MediaError:
             raise
         except Exception as e:
             raise MediaError(f"image data is corrupt ({_short(e)})") from None
-        h, w = frames[0][0].shape[:2]
-        kind = "image"
-        info = MediaInfo(path=str(p), sha256=digest, kind=kind, width=w, height=h,
-                         frame_count=len(frames), codec=(im.format or "").lower() or None,
-                         container=(im.format or "").lower() or None)
-        if len(frames) > 1:
-            total = frames[-1][1]
-            info.duration_s = round(total, 4) if total > 0 else None
-            info.fps = round((len(frames) - 1) / total, 4) if total > 0 else None
-        return ImageMedia(info, frames)
+        h, w = first.shape[:2]
+        fmt = (im.format or "").lower() or None
+        info = MediaInfo(path=str(p), sha256=digest, kind="image", width=w, height=h, frame_count=len(times),
+                         codec=fmt, container=fmt)
+        if len(times) > 1 and times[-1] > 0:
+            info.duration_s = round(times[-1], 4)
+            info.fps = round((len(times) - 1) / times[-1], 4)
+        return ImageMedia(info, im, times, first)
     return _open_video(p, digest, head)
 
 
 def _open_zip(p: Path, digest: str) -> ZipFramesMedia:
     try:
-        data = p.read_bytes()
-        zf = zipfile.ZipFile(io.BytesIO(data))
+        zf = zipfile.ZipFile(p)
         infos = zf.infolist()
     except Exception as e:
         raise MediaError(f"not a readable zip ({_short(e)})") from None
+    with zf:
+        return _check_zip(p, digest, zf, infos)
+
+
+def _check_zip(p: Path, digest: str, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> "ZipFramesMedia":
     if len(infos) > MAX_ZIP_ENTRIES:
         raise MediaError(f"zip has {len(infos)} entries, over the {MAX_ZIP_ENTRIES} limit")
     names, total = [], 0
@@ -398,7 +414,7 @@ def _open_zip(p: Path, digest: str) -> ZipFramesMedia:
     h, w = first.shape[:2]
     info = MediaInfo(path=str(p), sha256=digest, kind="frames", width=w, height=h, frame_count=len(names),
                      codec=None, container="zip")
-    return ZipFramesMedia(info, data, names)
+    return ZipFramesMedia(info, p, names)
 
 
 def _open_video(p: Path, digest: str, head: bytes) -> VideoMedia:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -200,3 +201,43 @@ def test_gradcam_every_architecture_and_hooks_released(tmp_path, arch, config, s
     hooks = sum(len(m._forward_hooks) + len(m._backward_hooks) + len(getattr(m, "_forward_pre_hooks", {}))
                 for m in det.modules())
     assert hooks == 0  # the context manager released every hook
+
+
+def test_fetch_mesonet_verifies_and_converts(tmp_path, monkeypatch):
+    """The download path, served from the local copies: every file is checked against its published SHA-256."""
+    need_shared(*(MESONET / f for f in ("Meso4_DF.h5", "Meso4_F2F.h5", "MesoInception_DF.h5", "MesoInception_F2F.h5")))
+    import urllib.request
+
+    from core.models import mesonet
+
+    requested = []
+
+    class _Resp(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    def fake_urlopen(url, timeout=None, corrupt=False):
+        requested.append(url)
+        data = bytearray((MESONET / url.rsplit("/", 1)[1]).read_bytes())
+        if corrupt:
+            data[100] ^= 1
+        return _Resp(bytes(data))
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    cards = mesonet.fetch_mesonet(tmp_path / "ok")
+    assert len(cards) == 4 and all(mesonet.MESONET_COMMIT in u and "DariusAf/MesoNet" in u for u in requested)
+    assert load_detector(cards[0]).card.license == "Apache-2.0"
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: fake_urlopen(url, corrupt=True))
+    with pytest.raises(ValueError, match="SHA-256"):
+        mesonet.fetch_mesonet(tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()  # nothing installed from a failed download
+
+    def offline(url, timeout=None):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(ConnectionError, match="cannot download"):
+        mesonet.fetch_mesonet(tmp_path / "off")

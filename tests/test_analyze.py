@@ -11,9 +11,9 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import DFDC_CLIP, need_shared
 from PIL import Image
 
+from conftest import DFDC_CLIP, need_shared
 from core.analyze import Analyzer, NoModelsError
 from core.evaluate import evaluate_csv, read_labels, robustness_csv
 from core.media import MediaError

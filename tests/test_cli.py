@@ -7,8 +7,9 @@ import json
 import zipfile
 
 import numpy as np
-from conftest import DFDC_CLIP, MESONET, make_video, need_shared, run_cli
 from PIL import Image
+
+from conftest import DFDC_CLIP, MESONET, make_video, need_shared, run_cli
 
 
 def _bad_inputs(tmp_path):

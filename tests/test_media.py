@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import bar_position, frame_pattern, make_video, png_bytes
 from PIL import Image
 
+from conftest import bar_position, frame_pattern, make_video, png_bytes
 from core.media import MAX_IMAGE_PIXELS, MediaError, load_image, open_media, sample_indices
 
 
@@ -274,8 +274,8 @@ def test_zip_bomb_rejected_before_reading(tmp_path):
 def test_pick_input_priority_frames_then_image_then_video():
     from core.media import pick_input
 
-    assert pick_input(video="v.mp4", frames_zip="f.zip", image="i.jpg") == (Path("f.zip"), "frames", ["image", "video"])
-    assert pick_input(video="v.mp4", image="i.jpg")[:2] == (Path("i.jpg"), "image")
+    assert pick_input(video="v.mp4", frames_zip="f.zip", image="i.jpg") == ("f.zip", "frames", ["image", "video"])
+    assert pick_input(video=Path("v.mp4"), image="i.jpg")[:2] == ("i.jpg", "image")
     assert pick_input(video="v.mp4")[1:] == ("video", [])
     with pytest.raises(MediaError, match="no input"):
         pick_input()

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import DFDC_CROPS, MESONET, need_shared
 
+from conftest import DFDC_CROPS, MESONET, need_shared
 from core.models import (
     CardError,
     ModelCard,

@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import need_shared
 from core.models import create_model, load_detector
 from train.common import Augment, InitError, choose_thresholds, init_backbone
-from train.sbi import face_mask, sample_params, self_blend, self_blend_clip
+from train.sbi import sample_params, self_blend, self_blend_clip
 
 LANDMARKS = [[96, 110], [160, 110], [128, 145], [100, 180], [156, 180]]  # eyes, nose, mouth corners in a 256 crop
 

@@ -18,7 +18,6 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 from tqdm import tqdm
 

@@ -27,8 +27,18 @@ from core.faces import CROP_MARGIN, CROP_SIZE
 from core.models import ModelCard, create_model, save_checkpoint
 from core.models.checkpoint import Detector
 
-from .common import (Augment, InitError, RunDir, binary_metrics, choose_thresholds, init_backbone, load_crop,
-                     pick_device, read_manifest, seed_everything)
+from .common import (
+    Augment,
+    InitError,
+    RunDir,
+    binary_metrics,
+    choose_thresholds,
+    init_backbone,
+    load_crop,
+    pick_device,
+    read_manifest,
+    seed_everything,
+)
 from .sbi import sample_params, self_blend
 
 NORMALISATION = {  # timm pretrained configs: mean, std, interpolation

@@ -29,8 +29,18 @@ from core.media import sample_indices
 from core.models import create_model, save_checkpoint
 from core.models.checkpoint import Detector, read_card
 
-from .common import (Augment, InitError, RunDir, binary_metrics, choose_thresholds, init_backbone, load_crop,
-                     pick_device, read_manifest, seed_everything)
+from .common import (
+    Augment,
+    InitError,
+    RunDir,
+    binary_metrics,
+    choose_thresholds,
+    init_backbone,
+    load_crop,
+    pick_device,
+    read_manifest,
+    seed_everything,
+)
 from .sbi import self_blend_clip
 from .train_image import NORMALISATION, build_card, class_weights, ship
 

@@ -1,0 +1,84 @@
+"""Benchmarks: results quoted from the design and published sources beside this project's own measurements."""
+
+import streamlit as st
+
+from core import viz
+from core.dashboard import load_json, published_tables, result_files
+
+st.set_page_config(page_title="Benchmarks - TBD", page_icon=":bar_chart:", layout="wide")
+st.title("Benchmarks")
+st.caption("Every number is labelled **quoted** (from the design slides or a published source, with the source named) "
+           "or **measured here** (by `python -m core evaluate`, with the data it was measured on). Frame-level and "
+           "video-level figures, and different datasets or compressions, are not comparable.")
+
+tab_ours, tab_quoted = st.tabs(["Measured here", "Quoted"])
+
+with tab_ours:
+    files = result_files("evaluate")
+    if not files:
+        st.info("No evaluation results yet. Run `python -m core evaluate LABELS.csv --json results/NAME.json` "
+                "(results/ and weights/ are read).")
+    else:
+        chosen = st.selectbox("Result file", files, format_func=lambda p: f"{p.parent.name}/{p.name}")
+        try:
+            res = load_json(chosen)
+        except Exception as e:
+            st.error(f"{chosen.name} is not a readable result file ({e})")
+            st.stop()
+        runs = res.get("runs") or {chosen.stem: res}  # benchmarks.json holds several runs, evaluate output one
+        if res.get("what"):
+            st.markdown(f"**Measured here:** {res['what']}; {res.get('n_files', '?')} files, {res.get('frames')} "
+                        f"frames per video, created {res.get('created', '?')}.")
+        level = st.radio("Level", ["video", "frame"], horizontal=True,
+                         help="video: one score per file; frame: one score per detected face")
+        all_models = sorted({m for r in runs.values() for m in r[level]})
+        models = st.multiselect("Models", all_models, default=all_models)
+        metric = st.selectbox("Metric", ["auc", "accuracy"], format_func=str.upper)
+        rows = []
+        for run_name, r in runs.items():
+            for m, v in r[level].items():
+                if m in models:
+                    rows.append({"run": run_name, "model": m, "n": v.get("n"), "real": v.get("n_real"),
+                                 "fake": v.get("n_fake"), "AUC": v.get("auc"), "accuracy": v.get("accuracy"),
+                                 "decision threshold": v.get("decision"), "source": "measured here"})
+        st.dataframe(rows, hide_index=True, width="stretch")
+        curves = {f"{rn}: {m}": r[level][m] for rn, r in runs.items() for m in r[level] if m in models}
+        c1, c2 = st.columns([3, 2])
+        c1.plotly_chart(viz.roc_figure(curves, f"{level}-level ROC (measured here)"), width="stretch")
+        with c2:
+            pick = st.selectbox("Confusion matrix of", list(curves) or ["-"])
+            if pick in curves and curves[pick].get("confusion_matrix"):
+                st.plotly_chart(viz.confusion_figure(curves[pick]["confusion_matrix"],
+                                                     f"{pick} at threshold {curves[pick].get('decision')}"),
+                                width="stretch")
+        for run_name, r in runs.items():
+            for col, groups in (r.get("breakdown") or {}).items():
+                values = sorted(groups)
+                keep = st.multiselect(f"{run_name}: {col}", values, default=values, key=f"{run_name}-{col}")
+                st.dataframe([{col: g, "model": m, "n": v.get("n"), metric.upper(): v.get(metric),
+                               "mean P(fake) on real": v.get("mean_p_fake_on_real"),
+                               "mean P(fake) on fake": v.get("mean_p_fake_on_fake")}
+                              for g in keep for m, v in groups[g].items() if m in models or m == "ensemble"],
+                             hide_index=True, width="stretch")
+        fp = res.get("real_face_false_positive_rate")
+        if fp:
+            st.markdown("**Real faces from sources no model trained on, called fake at the shipped thresholds**")
+            st.dataframe([{"source": k, **v} for k, v in fp.items()], hide_index=True, width="stretch")
+
+with tab_quoted:
+    tables = published_tables()
+    levels = sorted({t["level"] for t in tables})
+    lv = st.multiselect("Level", levels, default=levels)
+    text = st.text_input("Filter rows (model, dataset...)", "")
+    for t in tables:
+        if t["level"] not in lv:
+            continue
+        rows = [dict(zip(t["columns"], r)) for r in t["rows"]]
+        if text:
+            rows = [r for r in rows if text.lower() in " ".join(str(v) for v in r.values()).lower()]
+            if not rows:
+                continue
+        st.markdown(f"**{t['title']}** - quoted, {t['metric']}; source: {t['source']} (via {t['quoted_from']})")
+        st.dataframe(rows, hide_index=True, width="stretch")
+        if t.get("notes"):
+            st.caption(t["notes"])

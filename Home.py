@@ -47,6 +47,7 @@ if models:
     st.caption("Looked in: " + ", ".join(str(d) for d in weights_dirs()) + ". `default` models form the ensemble "
                "unless you choose others. Each model's card (JSON beside its weights) holds its training data, "
                "terms, metrics and thresholds.")
+    st.page_link("pages/4_Models.py", label="Open the model cards", icon=":material/description:")
 else:
     st.warning(
         "**No detector models are installed**, so nothing can be scored yet. Install the MesoNet reference models "
@@ -58,8 +59,8 @@ for name, err in broken:
 
 st.subheader("Quick start")
 st.markdown(
-    "1. Open **Analyze** in the sidebar (when present) or use the command line:\n"
-    "   `python -m core analyze clip.mp4 --report case.html --cam`\n"
+    "1. Open **Analyze** in the sidebar (or use the command line:\n"
+    "   `python -m core analyze clip.mp4 --report case.html --cam`) and drop in a video, a zip of frames or an image.\n"
     "2. Read the verdict banner, the per-model bars and the timeline; open the faces that drive the verdict.\n"
     "3. Export the JSON result and the HTML case report for your records."
 )

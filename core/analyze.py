@@ -78,8 +78,15 @@ class Analysis:
     timings_s: dict
     settings: dict
     model_cards: dict[str, dict]
-    images: list[np.ndarray] = field(default_factory=list)  # display copies of the sampled frames
+    images: list[bytes] = field(default_factory=list)  # display copies of the sampled frames (JPEG q90)
     created: str = ""
+
+    def frame_image(self, pos: int) -> np.ndarray:
+        """The display copy (long side <= 960 px) of sampled frame `pos` as an RGB array."""
+        import cv2
+
+        buf = np.frombuffer(self.images[pos], np.uint8)
+        return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
 
     def to_json(self) -> dict:
         frames = []
@@ -306,6 +313,8 @@ class Analyzer:
             timings["explain"] += time.perf_counter() - t
 
         timings["total"] = time.perf_counter() - t_start
+        del crops_by_spec
+        release_memory()
         prog("done", 1.0)
         return Analysis(
             info=media.info, frames=frame_rows, faces=faces, tracks=tracks, models=model_out, verdict=verdict,
@@ -341,11 +350,34 @@ class Analyzer:
         return self.face_detector.detect([f.image for f in chunk], threshold=threshold)
 
 
-def _display_copy(image: np.ndarray) -> np.ndarray:
+def release_memory() -> None:
+    """Hand freed heap back to the OS (glibc keeps it otherwise, and a long-lived server's RSS creeps up with
+    every analysis). A no-op where malloc_trim does not exist."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
+
+
+def _display_copy(image: np.ndarray) -> bytes:
+    """A JPEG (q90) of the frame with its long side at most 960 px: a few dozen KB instead of megabytes, so
+    cached analyses stay small."""
     import cv2
 
     h, w = image.shape[:2]
     s = DISPLAY_LONG_SIDE / max(h, w)
-    if s >= 1:
-        return image.copy()
-    return cv2.resize(image, (int(round(w * s)), int(round(h * s))), interpolation=cv2.INTER_AREA)
+    small = image if s >= 1 else cv2.resize(image, (int(round(w * s)), int(round(h * s))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(small[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise RuntimeError("could not encode the display copy of a frame")
+    return buf.tobytes()

@@ -136,6 +136,36 @@ def _scenario_naive(path: str, frames: int) -> dict:
             "decoded_frames": len(all_frames), "peak_rss_mb": round(_peak_rss_mb(), 1)}
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def app_memory(clip: str, reruns: int = 20) -> dict:
+    """RSS of one process serving the Analyze page (Streamlit AppTest) over repeated analyses of a clip, each with a
+    different frame count so that every rerun is a fresh analysis (no cache hit)."""
+    import gc
+
+    from streamlit.testing.v1 import AppTest
+
+    page = str(Path(__file__).resolve().parents[1] / "pages" / "1_Analyze.py")
+    data = Path(clip).read_bytes()
+    rss = []
+    at = AppTest.from_file(page, default_timeout=600).run()  # one browser session, as one analyst
+    at.file_uploader[0].upload(Path(clip).name, data, "video/mp4").run()
+    for i in range(reruns):
+        at.sidebar.slider[0].set_value(16 + i).run()
+        at.button[0].click().run()
+        if at.exception or at.error:
+            raise RuntimeError(f"rerun {i}: {[e.value for e in at.exception] or [e.value for e in at.error]}")
+        at.select_slider[0].set_value(1).run()  # another frame, as an analyst would
+        gc.collect()
+        rss.append(round(_rss_mb(), 1))
+        print(f"rerun {i + 1:2d}: RSS {rss[-1]:.0f} MB", file=sys.stderr)
+    return {"reruns": reruns, "rss_mb": rss, "first": rss[0], "last": rss[-1],
+            "growth_after_6_mb": round(rss[-1] - rss[min(5, len(rss) - 1)], 1)}
+
+
 def _round(d: dict) -> dict:
     return {k: round(float(v), 3) for k, v in d.items()}
 
@@ -153,6 +183,15 @@ def _child(scenario: str, path: str, frames: int) -> dict:
 
 def run_bench(args) -> int:
     frames = args.frames
+    if getattr(args, "app_memory", False):
+        clip = args.clip or str(DEFAULT_CLIP)
+        res = app_memory(clip, args.reruns)
+        print(f"Analyze page, {res['reruns']} analyses of {Path(clip).name} in one process: RSS {res['first']:.0f} MB "
+              f"after the first, {res['last']:.0f} MB after the last; growth after the 6th (cache full): "
+              f"{res['growth_after_6_mb']:+.0f} MB")
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        return 0
     if args.scenario:  # inside a child process
         fn = {"clip": _scenario_clip, "long": _scenario_long, "naive": _scenario_naive}[args.scenario]
         res = fn(args.clip, frames)

@@ -336,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=32)
     b.add_argument("--skip-long", action="store_true", help="skip the generated 10-minute 720p video")
     b.add_argument("--skip-naive", action="store_true", help="skip the straightforward pipeline")
+    b.add_argument("--app-memory", action="store_true",
+                   help="RSS of the Analyze page over repeated analyses (Streamlit AppTest, one process)")
+    b.add_argument("--reruns", type=int, default=20)
     b.add_argument("--scenario", help=argparse.SUPPRESS)
     b.add_argument("--json", metavar="OUT")
     b.set_defaults(func=cmd_bench)

@@ -72,11 +72,11 @@ def probe_perturbation(analyzer: Analyzer, path: str | Path, family: str, streng
         a = analyzer.analyze(path, frames=frames, models=models, frame_transform=tf)
         points.append({"strength": float(s), "probs": {m: v["fake_probability"] for m, v in a.models.items()},
                        "ensemble": a.fake_probability, "verdict": a.verdict})
-        src = clean.images[example_pos] if clean.images else (first.image if first else None)
+        src = clean.frame_image(example_pos) if clean.images else (first.image if first else None)
         if src is not None:
             examples.append((float(s), apply(family, s, [src], seed=seed)[0]))
     return {"family": family, "param": PERTURBATIONS[family][1], "points": points,
-            "models": list(clean.models), "original": clean.images[example_pos] if clean.images else None,
+            "models": list(clean.models), "original": clean.frame_image(example_pos) if clean.images else None,
             "examples": examples}
 
 

@@ -47,7 +47,7 @@ def score_colour(p: float | None) -> tuple[int, int, int]:
 
 def annotate_frame(analysis: Analysis, pos: int) -> np.ndarray:
     """The display copy of sampled frame `pos` with face boxes coloured by ensemble-mean score and labelled."""
-    img = analysis.images[pos]
+    img = analysis.frame_image(pos)
     info = analysis.info
     sx = img.shape[1] / max(info.width, 1)
     sy = img.shape[0] / max(info.height, 1)

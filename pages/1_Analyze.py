@@ -5,7 +5,7 @@ import json
 import streamlit as st
 
 from core import viz
-from core.analyze import Analyzer, NoModelsError
+from core.analyze import Analyzer, NoModelsError, release_memory
 from core.dashboard import examples, history_row, installed_models, saved_upload, sha256_bytes
 from core.media import MediaError, pick_input
 from core.report import render_html
@@ -18,7 +18,7 @@ def get_analyzer(names: tuple[str, ...]) -> Analyzer:
     return Analyzer(models=list(names))
 
 
-@st.cache_resource(max_entries=6, show_spinner=False)
+@st.cache_resource(max_entries=4, show_spinner=False)
 def cached_analysis(sha: str, name: str, frames: int, threshold: float, models: tuple[str, ...], cam: bool,
                     _data: bytes, _analyzer: Analyzer, _progress=None):
     """Analyses are cached by file hash and settings; the upload lives in a temp folder only during analysis."""
@@ -208,3 +208,5 @@ try:
     show_results(st.session_state["analysis"], name, sha, cam_used)
 except Exception as e:  # a display problem becomes a message, never a traceback
     st.error(f"Could not display the result: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+finally:
+    release_memory()  # return freed heap to the OS so a long-lived server does not creep

@@ -1,0 +1,66 @@
+"""The shipped default detectors: cards validated against their checkpoint files, sizes, the ensemble policy and
+the evaluation results the Benchmarks page reads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.analyze import default_model_names, load_policy
+from core.models import ModelCard, load_detector
+from core.models.checkpoint import REPO_WEIGHTS, discover_models
+
+SHIPPED = ["gan-face", "sbi-frame", "sbi-temporal"]
+
+
+@pytest.fixture(scope="module")
+def cards():
+    return {n: c for n, c in discover_models([REPO_WEIGHTS]).items()}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_card_matches_checkpoint(cards, name):
+    card = cards[name]
+    assert isinstance(card, ModelCard), card
+    st = REPO_WEIGHTS / card.file
+    assert st.stat().st_size <= 25 * 1024 * 1024
+    assert hashlib.sha256(st.read_bytes()).hexdigest() == card.sha256
+    det = load_detector(card.path)  # strict load: every tensor fits the architecture in the card
+    assert sum(p.numel() for p in det.net.parameters()) == card.parameters
+    t = card.thresholds
+    assert 0 < t["real_below"] <= t["decision"] <= t["fake_above"] < 1
+    assert card.training.get("data") and card.training.get("terms") and card.training.get("recipe")
+    assert card.metrics.get("validation", {}).get("auc") is not None
+    ev = card.metrics.get("evaluation")
+    assert ev and ev["video"]["n"] > 0 and "eval_files.csv" in ev["data"]
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 255, (256, 256, 3), dtype=np.uint8) for _ in range(2)]
+    p = det.predict(crops) if card.kind == "frame" else det.predict_sequences([crops])
+    assert np.all((p >= 0) & (p <= 1))
+
+
+def test_default_ensemble_is_the_shipped_models():
+    policy = load_policy()
+    assert policy.get("models") == SHIPPED
+    cards = {n: c for n, c in discover_models([REPO_WEIGHTS]).items()}
+    assert default_model_names(cards, policy) == SHIPPED
+
+
+def test_benchmarks_file_is_measured_and_complete():
+    b = json.loads((REPO_WEIGHTS / "benchmarks.json").read_text())
+    assert "measured here" in b["what"]
+    ours = b["runs"]["ours"]
+    assert set(SHIPPED) | {"ensemble"} <= set(ours["video"])
+    assert ours["video"]["ensemble"]["n"] == ours["n_scored"]
+    assert "mesonet" in b["runs"]
+    listed = (REPO_WEIGHTS / "eval_files.csv").read_text().splitlines()
+    assert len(listed) - 1 == b["n_files"]
+    train_sources = set()
+    for n in SHIPPED:
+        train_sources |= set(json.loads((REPO_WEIGHTS / f"{n}.json").read_text())["training"].get("sources", []))
+    eval_paths = {line.split(",")[0] for line in listed[1:]}
+    assert not {Path(s).name for s in train_sources} & {Path(p).name for p in eval_paths if p.endswith(".mp4")}

@@ -34,10 +34,13 @@ $PY -m train.train_image --manifest "$FACES/real/manifest.csv" --manifest "$FACE
 # 4. sbi-temporal: CNN+LSTM over 8 frames with the sbi-frame encoder (frozen), real clips vs SBI clips.
 $PY -m train.train_video --manifest "$FACES/real/manifest.csv" --task sbi --name sbi-temporal \
     --display-name "Temporal self-blend detector (Lite0 + LSTM)" --arch cnn_lstm --backbone tf_efficientnet_lite0 \
-    --encoder-from "$W/sbi-frame.json" --freeze-encoder --frames 8 --windows 6 --batch 8 --epochs 20 --lr 1e-3 \
+    --encoder-from "$W/sbi-frame.json" --freeze-encoder --frames 8 --windows 2 --batch 8 --epochs 10 --lr 1e-3 \
     --out "$OUT" --ship "$W" \
     --data-desc "real talking-face clips (StyleTalk, MEAD, VoxCeleb-style; train split) vs temporally consistent self-blended clips" \
     --terms "MEAD/VoxCeleb/StyleTalk samples research-only: research and non-commercial use only"
 
 # 5. Evaluation on every labelled file no model trained on, side by side with MesoNet.
 $PY -m train.evaluate_defaults --data "$DATA" --faces "$FACES" --weights "$W"
+
+# 6. Descriptions and limitations into the cards.
+$PY -m train.card_text "$W"

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["seed_everything", "pick_device", "read_manifest", "Augment", "init_backbone", "RunDir", "InitError",
-           "load_crop", "binary_metrics", "choose_thresholds"]
+__all__ = ["fit_batches", "finish_run", "ship", "seed_everything", "pick_device", "read_manifest", "Augment",
+           "init_backbone", "RunDir", "InitError", "load_crop", "binary_metrics", "choose_thresholds"]
 
 
 class InitError(RuntimeError):
@@ -172,6 +172,68 @@ def init_backbone(net: torch.nn.Module, backbone: str, init: str) -> str:
         net.load_state_dict(ref.state_dict(), strict=False)
         return f"ImageNet ({backbone}, timm hub)"
     raise InitError(f"unknown --init {init!r}")
+
+
+# ------------------------------------------------------------------------------------------- epochs, runs
+
+
+def fit_batches(det, batches, loss_fn, opt, scaler, device: torch.device, train: bool):
+    """One pass over (input, labels) batches: autocast + GradScaler on CUDA, optimiser steps when training.
+    Returns (mean loss, accuracy at 0.5, P(fake) per sample, labels)."""
+    total, correct, n, probs, labels = 0.0, 0, 0, [], []
+    use_amp = device.type == "cuda"
+    for x, y in batches:
+        y = y.to(device)
+        with torch.set_grad_enabled(train), torch.autocast(device_type=device.type, dtype=torch.float16,
+                                                           enabled=use_amp):
+            logits = det.net(x)
+            loss = loss_fn(logits.float(), y)
+        if train:
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        total += float(loss.detach()) * len(y)
+        p = torch.softmax(logits.float(), dim=1)[:, 1].detach()
+        correct += int(((p >= 0.5).long() == y).sum())
+        n += len(y)
+        probs.append(p.cpu().numpy())
+        labels.append(y.cpu().numpy())
+    return total / max(n, 1), correct / max(n, 1), np.concatenate(probs), np.concatenate(labels)
+
+
+def finish_run(det, card, run: "RunDir", metrics: dict, args, title: str, training: dict, note: str):
+    """Write the run's report files, fill the card (thresholds, training, metrics), save the checkpoint into the
+    run folder, print a one-line summary and copy to --ship. Returns the card path."""
+    from core.models import save_checkpoint
+
+    run.finish(metrics, title)
+    card.display_name = args.display_name or args.name
+    card.thresholds = metrics["thresholds"]
+    card.training.update({"task": args.task, "terms": args.terms, "device": metrics["device"],
+                          "minutes": metrics["train_minutes"], **training})
+    card.metrics = {k: {m: v[m] for m in ("auc", "accuracy", "n", "confusion_matrix") if m in v}
+                    for k, v in metrics.items() if isinstance(v, dict) and "n" in v}
+    card.metrics["note"] = note
+    for p in det.net.parameters():
+        p.requires_grad_(True)
+    card_path = save_checkpoint(det.net.cpu().eval(), card, run.path)
+    print(json.dumps({"run": str(run.path), "thresholds": card.thresholds, "val_auc": metrics["validation"]["auc"],
+                      "test_auc": metrics.get("test", {}).get("auc")}))
+    if args.ship:
+        ship(card_path, Path(args.ship))
+    return card_path
+
+
+def ship(card_path: Path, dest: Path) -> None:
+    import shutil
+    import sys
+
+    dest.mkdir(parents=True, exist_ok=True)
+    card = json.loads(card_path.read_text())
+    shutil.copy2(card_path.parent / card["file"], dest / card["file"])
+    shutil.copy2(card_path, dest / card_path.name)
+    print(f"shipped {card['name']} to {dest}", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------------------------- metrics

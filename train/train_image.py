@@ -12,11 +12,8 @@ Tasks:
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +21,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from core.faces import CROP_MARGIN, CROP_SIZE
-from core.models import ModelCard, create_model, save_checkpoint
+from core.models import ModelCard, create_model
 from core.models.checkpoint import Detector
 
 from .common import (
@@ -33,6 +30,8 @@ from .common import (
     RunDir,
     binary_metrics,
     choose_thresholds,
+    finish_run,
+    fit_batches,
     init_backbone,
     load_crop,
     pick_device,
@@ -100,28 +99,13 @@ def class_weights(y: np.ndarray) -> torch.Tensor:
 def run_epoch(det: Detector, data: Samples, order: np.ndarray, bs: int, loss_fn, opt, scaler, device, rng,
               train: bool, desc: str) -> tuple[float, float, np.ndarray, np.ndarray]:
     det.train(train)
-    total, correct, n = 0.0, 0, 0
-    probs, labels = [], []
-    use_amp = device.type == "cuda"
-    for s in tqdm(range(0, len(order), bs), desc=desc, file=sys.stderr, leave=False):
-        crops, y = data.batch(list(order[s:s + bs]), rng)
-        y = y.to(device)
-        with torch.set_grad_enabled(train), torch.autocast(device_type=device.type, dtype=torch.float16,
-                                                           enabled=use_amp):
-            logits = det.net(det.preprocess(crops))
-            loss = loss_fn(logits.float(), y)
-        if train:
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        total += float(loss.detach()) * len(y)
-        p = torch.softmax(logits.float(), dim=1)[:, 1].detach()
-        correct += int(((p >= 0.5).long() == y).sum())
-        n += len(y)
-        probs.append(p.cpu().numpy())
-        labels.append(y.cpu().numpy())
-    return total / max(n, 1), correct / max(n, 1), np.concatenate(probs), np.concatenate(labels)
+
+    def batches():
+        for s in tqdm(range(0, len(order), bs), desc=desc, file=sys.stderr, leave=False):
+            crops, y = data.batch(list(order[s:s + bs]), rng)
+            yield det.preprocess(crops), y
+
+    return fit_batches(det, batches(), loss_fn, opt, scaler, device, train)
 
 
 def main(argv=None) -> int:
@@ -209,37 +193,15 @@ def main(argv=None) -> int:
         _, _, tp, ty = run_epoch(det, test_set, np.arange(len(test_set)), args.batch, loss_fn, None, None, device,
                                  np.random.default_rng(99), False, "test")
         metrics["test"] = binary_metrics(ty, tp, thresholds["decision"])
-    run.finish(metrics, f"{args.name} ({args.backbone}, {args.task})")
-    card.display_name = args.display_name or args.name
-    card.thresholds = thresholds
-    card.training.update({
-        "task": args.task, "data": args.data_desc or ", ".join(sorted({r["dataset"] for r in split["train"]})),
-        "terms": args.terms, "counts": config["counts"],
+    finish_run(det, card, run, metrics, args, f"{args.name} ({args.backbone}, {args.task})", {
+        "data": args.data_desc or ", ".join(sorted({r["dataset"] for r in split["train"]})),
+        "counts": config["counts"],
         "recipe": f"Adam lr {args.lr}, batch {args.batch}, {len(run.history)} epochs, {args.size}px, "
                   f"weighted cross-entropy, extreme augmentation p={args.aug}, seed {args.seed}",
         "sources": sorted({r["source"] for r in split["train"]})[:2000],
-        "device": str(device), "minutes": metrics["train_minutes"],
-    })
-    card.metrics = {k: {m: v[m] for m in ("auc", "accuracy", "n", "confusion_matrix") if m in v}
-                    for k, v in metrics.items() if isinstance(v, dict) and "n" in v}
-    card.metrics["note"] = ("validation/test: crops of the manifest's val/test splits" +
-                            (" with fixed self-blended pseudo-fakes" if args.task == "sbi" else ""))
-    det.net.eval()
-    card_path = save_checkpoint(det.net.cpu(), card, run.path)
-    print(json.dumps({"run": str(run.path), "thresholds": thresholds,
-                      "val_auc": metrics["validation"]["auc"],
-                      "test_auc": metrics.get("test", {}).get("auc")}))
-    if args.ship:
-        ship(card_path, Path(args.ship))
+    }, "validation/test: crops of the manifest's val/test splits" +
+        (" with fixed self-blended pseudo-fakes" if args.task == "sbi" else ""))
     return 0
-
-
-def ship(card_path: Path, dest: Path) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    card = json.loads(card_path.read_text())
-    shutil.copy2(card_path.parent / card["file"], dest / card["file"])
-    shutil.copy2(card_path, dest / card_path.name)
-    print(f"shipped {card['name']} to {dest}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ encoder's features (the design's transfer-learning baseline; the practical choic
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from core.media import sample_indices
-from core.models import create_model, save_checkpoint
+from core.models import create_model
 from core.models.checkpoint import Detector, read_card
 
 from .common import (
@@ -35,6 +34,8 @@ from .common import (
     RunDir,
     binary_metrics,
     choose_thresholds,
+    finish_run,
+    fit_batches,
     init_backbone,
     load_crop,
     pick_device,
@@ -42,7 +43,7 @@ from .common import (
     seed_everything,
 )
 from .sbi import self_blend_clip
-from .train_image import NORMALISATION, build_card, class_weights, ship
+from .train_image import NORMALISATION, build_card, class_weights
 
 
 class Clips:
@@ -111,28 +112,14 @@ def run_epoch(det: Detector, data: Clips, order, bs, loss_fn, opt, scaler, devic
     det.train(train)
     if freeze:
         det.net.encoder.eval()
-    total, correct, n, probs, labels = 0.0, 0, 0, [], []
-    use_amp = device.type == "cuda"
-    for s in tqdm(range(0, len(order), bs), desc=desc, file=sys.stderr, leave=False):
-        batch = [data.window(int(k), rng) for k in order[s:s + bs]]
-        x = torch.stack([det.preprocess(frames) for frames, _ in batch])  # (B, F, 3, H, W)
-        y = torch.tensor([lab for _, lab in batch], dtype=torch.long, device=device)
-        with torch.set_grad_enabled(train), torch.autocast(device_type=device.type, dtype=torch.float16,
-                                                           enabled=use_amp):
-            logits = det.net(x)
-            loss = loss_fn(logits.float(), y)
-        if train:
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        total += float(loss.detach()) * len(y)
-        p = torch.softmax(logits.float(), dim=1)[:, 1].detach()
-        correct += int(((p >= 0.5).long() == y).sum())
-        n += len(y)
-        probs.append(p.cpu().numpy())
-        labels.append(y.cpu().numpy())
-    return total / max(n, 1), correct / max(n, 1), np.concatenate(probs), np.concatenate(labels)
+
+    def batches():
+        for s in tqdm(range(0, len(order), bs), desc=desc, file=sys.stderr, leave=False):
+            batch = [data.window(int(k), rng) for k in order[s:s + bs]]
+            x = torch.stack([det.preprocess(frames) for frames, _ in batch])  # (B, F, 3, H, W)
+            yield x, torch.tensor([lab for _, lab in batch], dtype=torch.long)
+
+    return fit_batches(det, batches(), loss_fn, opt, scaler, device, train)
 
 
 def main(argv=None) -> int:
@@ -259,29 +246,15 @@ def main(argv=None) -> int:
         _, _, tp, ty = run_epoch(det, test_set, np.arange(len(test_set)), args.batch, loss_fn, None, None, device,
                                  np.random.default_rng(99), False, "test", args.freeze_encoder)
         metrics["test"] = binary_metrics(ty, tp, thresholds["decision"])
-    run.finish(metrics, f"{args.name} ({args.arch}, {args.backbone}, {args.task})")
-    card.display_name = args.display_name or args.name
-    card.thresholds = thresholds
-    card.training.update({
-        "task": args.task, "data": args.data_desc or ", ".join(sorted({r["dataset"] for r in split["train"]})),
-        "terms": args.terms, "counts": counts,
+    finish_run(det, card, run, metrics, args, f"{args.name} ({args.arch}, {args.backbone}, {args.task})", {
+        "data": args.data_desc or ", ".join(sorted({r["dataset"] for r in split["train"]})),
+        "counts": counts,
         "recipe": f"AdamW lr {args.lr}, StepLR(5, 0.5), batch {args.batch}, {len(run.history)} epochs, "
                   f"{args.frames} frames, {args.size}px, weighted cross-entropy, early stopping {args.patience}, "
                   f"dropout {args.dropout}, {'frozen encoder' if args.freeze_encoder else 'end to end'}, seed {args.seed}",
         "sources": sorted({c["source"] for c in train_set.clips}),
-        "device": str(device), "minutes": metrics["train_minutes"],
-    })
-    card.metrics = {k: {m: v[m] for m in ("auc", "accuracy", "n", "confusion_matrix") if m in v}
-                    for k, v in metrics.items() if isinstance(v, dict) and "n" in v}
-    card.metrics["note"] = "validation/test: windows of the manifest's val/test clips" + (
-        " and their self-blended versions" if args.task == "sbi" else "")
-    for p in det.net.parameters():
-        p.requires_grad_(True)
-    card_path = save_checkpoint(det.net.cpu().eval(), card, run.path)
-    print(json.dumps({"run": str(run.path), "thresholds": thresholds, "val_auc": metrics["validation"]["auc"],
-                      "test_auc": metrics.get("test", {}).get("auc")}))
-    if args.ship:
-        ship(card_path, Path(args.ship))
+    }, "validation/test: windows of the manifest's val/test clips" +
+        (" and their self-blended versions" if args.task == "sbi" else ""))
     return 0
 
 

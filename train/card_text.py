@@ -24,7 +24,7 @@ text = {
                   "track (temporal LayerNorm, LeakyReLU head, dropout 0.4), trained on real clips vs temporally "
                   "consistent self-blended clips.",
                   ["Inherits sbi-frame's blind spots (whole-frame synthesis, diffusion, talking heads).",
-                   "Trained on 45 real clips; tracks shorter than 8 faces are padded by repeating frames, so single "
+                   "Trained on 54 real clips; tracks shorter than 8 faces are padded by repeating frames, so single "
                    "images get a degenerate sequence.",
                    "Its per-face score in the JSON is the track's score (one number per track)."]),
 }

@@ -199,3 +199,19 @@ def test_extract_faces_keeps_groups_on_one_side(tmp_path, shared_data):
     face = FaceDetector().detect([src])[0][0]
     r0 = next(r for r in m if r["source"] == str(files[0]))
     assert np.array_equal(np.asarray(Image.open(tmp_path / "faces" / r0["crop"])), crop_face(src, face.box))
+
+
+def test_extract_faces_jpg_crops_are_smaller(tmp_path, shared_data):
+    need_shared(shared_data / "ffhq_vs_stylegan2")
+    from train.extract_faces import main
+
+    f = sorted((shared_data / "ffhq_vs_stylegan2/real").glob("*.jpg"))[0]
+    labels = tmp_path / "LABELS.csv"
+    labels.write_text(f"path,media,label,dataset,method,group\n{f},image,real,FFHQ,,g\n")
+    assert main([str(labels), "--out", str(tmp_path / "png")]) == 0
+    assert main([str(labels), "--out", str(tmp_path / "jpg"), "--format", "jpg"]) == 0
+    png = next((tmp_path / "png" / "crops").iterdir())
+    jpg = next((tmp_path / "jpg" / "crops").iterdir())
+    assert jpg.suffix == ".jpg" and jpg.stat().st_size < png.stat().st_size / 2
+    diff = np.abs(np.asarray(Image.open(jpg), int) - np.asarray(Image.open(png), int)).mean()
+    assert diff < 3  # the same crop, lightly compressed

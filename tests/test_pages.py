@@ -88,10 +88,10 @@ def test_robustness_probe_on_an_image(meso_weights, face_image, monkeypatch):
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    assert len(at.get("plotly_chart")) == 1
+    assert len(at.tabs[0].get("plotly_chart")) == 1  # the "One file" tab (batch results may add more)
     rows = at.dataframe[0].value
     assert list(rows["strength"]) == ["clean", "80", "30"]
-    assert len(at.get("image")) == 3  # original + two perturbed versions
+    assert len(at.tabs[0].get("image")) == 3  # original + two perturbed versions
 
 
 def test_benchmarks_show_measured_and_quoted(tmp_path, monkeypatch, meso_weights, shared_data):

@@ -27,7 +27,7 @@ with tab_ours:
             st.stop()
         runs = res.get("runs") or {chosen.stem: res}  # benchmarks.json holds several runs, evaluate output one
         if res.get("what"):
-            st.markdown(f"**Measured here:** {res['what']}; {res.get('n_files', '?')} files, {res.get('frames')} "
+            st.markdown(f"**What:** {res['what']}; {res.get('n_files', '?')} files, {res.get('frames')} "
                         f"frames per video, created {res.get('created', '?')}.")
         level = st.radio("Level", ["video", "frame"], horizontal=True,
                          help="video: one score per file; frame: one score per detected face")

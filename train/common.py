@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["fit_batches", "finish_run", "ship", "seed_everything", "pick_device", "read_manifest", "Augment",
+__all__ = ["fit_batches", "final_metrics", "finish_run", "ship", "seed_everything", "pick_device", "read_manifest", "Augment",
            "init_backbone", "RunDir", "InitError", "load_crop", "binary_metrics", "choose_thresholds"]
 
 
@@ -200,6 +200,19 @@ def fit_batches(det, batches, loss_fn, opt, scaler, device: torch.device, train:
         probs.append(p.cpu().numpy())
         labels.append(y.cpu().numpy())
     return total / max(n, 1), correct / max(n, 1), np.concatenate(probs), np.concatenate(labels)
+
+
+def final_metrics(score, has_test: bool, t0: float, device: torch.device) -> dict:
+    """Metrics of the best state: `score(split, seed)` returns (P(fake), labels) for "validation" or "test".
+    Thresholds are chosen on the validation scores only, then applied to the test split."""
+    vp, vy = score("validation", 1234)
+    thresholds = choose_thresholds(vy, vp)
+    metrics = {"validation": binary_metrics(vy, vp, thresholds["decision"]), "thresholds": thresholds,
+               "train_minutes": round((time.time() - t0) / 60, 2), "device": str(device)}
+    if has_test:
+        tp, ty = score("test", 99)
+        metrics["test"] = binary_metrics(ty, tp, thresholds["decision"])
+    return metrics
 
 
 def finish_run(det, card, run: "RunDir", metrics: dict, args, title: str, training: dict, note: str):

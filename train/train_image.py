@@ -29,7 +29,7 @@ from .common import (
     InitError,
     RunDir,
     binary_metrics,
-    choose_thresholds,
+    final_metrics,
     finish_run,
     fit_batches,
     init_backbone,
@@ -184,15 +184,10 @@ def main(argv=None) -> int:
             print(f"stopping: time budget of {args.max_minutes} min reached", file=sys.stderr)
             break
     det.net.load_state_dict(best_state)
-    _, _, vp, vy = run_epoch(det, val_set, np.arange(len(val_set)), args.batch, loss_fn, None, None, device,
-                             np.random.default_rng(1234), False, "validation")
-    thresholds = choose_thresholds(vy, vp)
-    metrics = {"validation": binary_metrics(vy, vp, thresholds["decision"]), "thresholds": thresholds,
-               "train_minutes": round((time.time() - t0) / 60, 2), "device": str(device)}
-    if test_set is not None and len(test_set):
-        _, _, tp, ty = run_epoch(det, test_set, np.arange(len(test_set)), args.batch, loss_fn, None, None, device,
-                                 np.random.default_rng(99), False, "test")
-        metrics["test"] = binary_metrics(ty, tp, thresholds["decision"])
+    sets = {"validation": val_set, "test": test_set}
+    metrics = final_metrics(lambda split, seed: run_epoch(
+        det, sets[split], np.arange(len(sets[split])), args.batch, loss_fn, None, None, device,
+        np.random.default_rng(seed), False, split)[2:], test_set is not None and len(test_set) > 0, t0, device)
     finish_run(det, card, run, metrics, args, f"{args.name} ({args.backbone}, {args.task})", {
         "data": args.data_desc or ", ".join(sorted({r["dataset"] for r in split["train"]})),
         "counts": config["counts"],

@@ -8,7 +8,6 @@ thresholds) lives in the card, so preprocessing can never differ from training. 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..media import file_sha256
 from .archs import SEQUENCE_ARCHITECTURES
 from .registry import create_model
 
@@ -102,14 +102,6 @@ class ModelCard:
             raise CardError(f"{where}: input_size >= 16 and frames >= 1 required")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_checkpoint(model: nn.Module, card: ModelCard, out_dir: str | Path) -> Path:
     """Write OUT/NAME.safetensors and OUT/NAME.json; returns the card path. The card records the tensor file's
     SHA-256 and parameter count."""
@@ -122,7 +114,7 @@ def save_checkpoint(model: nn.Module, card: ModelCard, out_dir: str | Path) -> P
     st_path = out / card.file
     save_file(tensors, str(st_path), metadata={"tbd_card": json.dumps({"name": card.name,
                                                                        "architecture": card.architecture})})
-    card.sha256 = _sha256(st_path)
+    card.sha256 = file_sha256(st_path)
     card.parameters = int(sum(p.numel() for p in model.parameters()))
     card_path = out / f"{card.name}.json"
     tmp = card_path.with_suffix(".json.tmp")
@@ -216,7 +208,7 @@ def load_detector(card_path: str | Path, device: str | torch.device = "cpu", ver
     st_path = Path(card_path).parent / card.file
     if not st_path.exists():
         raise CardError(f"{card.name}: weights file {st_path.name} is missing")
-    if verify and card.sha256 and _sha256(st_path) != card.sha256:
+    if verify and card.sha256 and file_sha256(st_path) != card.sha256:
         raise CardError(f"{card.name}: {st_path.name} does not match the SHA-256 in its card")
     net = create_model(card.architecture, **card.config)
     try:

@@ -9,7 +9,6 @@ safetensors + model cards; `python -m core weights import-mesonet DIR` converts 
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
 import urllib.request
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..media import file_sha256
 from .archs import Meso4, MesoInception4
 from .checkpoint import ModelCard, save_checkpoint
 
@@ -145,7 +145,7 @@ def import_mesonet(src_dir: str | Path, out_dir: str | Path, verify: bool = True
         p = src / fname
         if not p.exists():
             continue
-        if verify and sha and _sha256(p) != sha:
+        if verify and sha and file_sha256(p) != sha:
             raise ValueError(f"{p}: SHA-256 differs from the published file")
         cards.append(convert_mesonet(p, out_dir))
     if not cards:
@@ -166,11 +166,7 @@ def fetch_mesonet(out_dir: str | Path, timeout: float = 60.0) -> list[Path]:
                     f.write(r.read(5 << 20))
             except Exception as e:
                 raise ConnectionError(f"cannot download {url} ({e})") from None
-            if _sha256(dest) != sha:
+            if file_sha256(dest) != sha:
                 raise ValueError(f"{fname}: downloaded file does not match its published SHA-256")
             downloaded.append(dest)
         return [convert_mesonet(p, out_dir) for p in downloaded]
-
-
-def _sha256(p: Path) -> str:
-    return hashlib.sha256(Path(p).read_bytes()).hexdigest()

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.analyze import default_model_names, load_policy
 from core.models.checkpoint import CardError, ModelCard, discover_models, weights_dirs
 
 st.set_page_config(page_title="TBD - Truth Behind DeepFakes", page_icon=":mag:", layout="wide")
@@ -12,10 +13,16 @@ st.set_page_config(page_title="TBD - Truth Behind DeepFakes", page_icon=":mag:",
 @st.cache_data(ttl=30, show_spinner=False)
 def installed_models(dirs: tuple[str, ...]) -> tuple[list[dict], list[tuple[str, str]]]:
     ok, broken = [], []
-    for name, c in sorted(discover_models([Path(d) for d in dirs]).items()):
+    found = discover_models([Path(d) for d in dirs])
+    try:
+        defaults = set(default_model_names(found, load_policy([Path(d) for d in dirs])))
+    except CardError as e:
+        defaults = set()
+        broken.append(("ensemble.json", str(e)))
+    for name, c in sorted(found.items()):
         if isinstance(c, ModelCard):
             ok.append({"model": name, "name": c.display_name or name, "architecture": c.architecture,
-                       "kind": c.kind, "input": f"{c.input_size}px", "default": bool((c.ensemble or {}).get("default")),
+                       "kind": c.kind, "input": f"{c.input_size}px", "default": name in defaults,
                        "trained on": str((c.training or {}).get("data", "")), "license": c.license, "card": c.path})
         elif isinstance(c, CardError):
             broken.append((name, str(c)))

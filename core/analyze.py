@@ -34,9 +34,10 @@ class NoModelsError(RuntimeError):
     pass
 
 
-def load_policy() -> dict:
-    """Optional ensemble policy (weights/ensemble.json): {"models": [...], "real_below", "decision", "fake_above"}."""
-    for d in weights_dirs():
+def load_policy(dirs: list[Path] | None = None) -> dict:
+    """Optional ensemble policy (ensemble.json in the first weights folder that has one):
+    {"models": [...], "real_below", "decision", "fake_above"}; the thresholds apply to exactly that ensemble."""
+    for d in (weights_dirs() if dirs is None else dirs):
         p = Path(d) / "ensemble.json"
         if p.exists():
             try:
@@ -131,7 +132,7 @@ class Analyzer:
         t0 = time.perf_counter()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         cards = discover_models(dirs)
-        self.policy = load_policy() if dirs is None else {}
+        self.policy = load_policy(dirs)
         usable = {n: c for n, c in cards.items() if isinstance(c, ModelCard)}
         self.broken = {n: str(c) for n, c in cards.items() if not isinstance(c, ModelCard)}
         names = list(models) if models else default_model_names(cards, self.policy)
@@ -156,11 +157,15 @@ class Analyzer:
     def analyze(self, path: str | Path, frames: int = 32, face_threshold: float | None = None,
                 models: list[str] | None = None, cam: bool = False, progress: ProgressFn | None = None,
                 frame_transform: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
-                sha256: str | None = None) -> Analysis:
-        """Analyse one input. Raises MediaError for unusable input."""
+                sha256: str | None = None, ensemble_models: list[str] | None = None) -> Analysis:
+        """Analyse one input. Raises MediaError for unusable input. Every model in `models` is scored; the verdict
+        combines `ensemble_models` (default: all of them), the others are shown beside it."""
         if frames < 1:
             raise ValueError("frames must be at least 1")
         names = self._select(models)
+        ens_members = names if ensemble_models is None else [n for n in names if n in ensemble_models]
+        if not ens_members:
+            raise NoModelsError(f"no ensemble model among the chosen ones ({', '.join(names)})")
         prog = progress or (lambda stage, frac: None)
         t_start = time.perf_counter()
         timings = {"load": self.load_s, "decode": 0.0, "faces": 0.0, "models": 0.0, "explain": 0.0}
@@ -258,7 +263,8 @@ class Analyzer:
         tracks = []
         for tid in track_ids:
             members = [f for f in faces if f.face.track == tid]
-            ens = ensemble.combine(track_probs[tid], self.cards, self.policy)
+            ens = ensemble.combine({m: p for m, p in track_probs[tid].items() if m in ens_members}, self.cards,
+                                   self.policy)
             tracks.append({
                 "id": tid,
                 "frames": [frame_rows[f.frame]["index"] for f in members],
@@ -290,6 +296,7 @@ class Analyzer:
                 model_out[name]["track"] = deciding["id"]
         for name in names:
             model_out[name]["threshold"] = self.cards[name].thresholds.get("decision", 0.5)
+            model_out[name]["in_ensemble"] = name in ens_members
 
         # Grad-CAM.
         if cam and faces:

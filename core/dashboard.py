@@ -51,7 +51,7 @@ def installed_models(dirs: list[Path] | None = None) -> tuple[dict[str, ModelCar
     found = discover_models(dirs)
     cards = {n: c for n, c in found.items() if isinstance(c, ModelCard)}
     broken = {n: str(c) for n, c in found.items() if isinstance(c, CardError)}
-    return cards, broken, default_model_names(cards, load_policy() if dirs is None else {})
+    return cards, broken, default_model_names(cards, load_policy(dirs))
 
 
 def probe_perturbation(analyzer: Analyzer, path: str | Path, family: str, strengths: list[float], frames: int = 8,

@@ -39,9 +39,11 @@ def aggregate_track(face_probs: list[float]) -> float:
 
 
 def ensemble_thresholds(cards: dict, members: list[str], policy: dict | None = None) -> dict:
-    """Thresholds of the ensemble: from the policy if set, else the weight-averaged thresholds of the members."""
+    """Thresholds of the ensemble: from the policy if it sets them for exactly these members (they were chosen on
+    validation data for that ensemble), else the weight-averaged card thresholds of the members."""
     policy = policy or {}
-    if all(k in policy for k in ("real_below", "fake_above", "decision")):
+    same = set(policy.get("models") or members) == set(members)
+    if same and all(k in policy for k in ("real_below", "fake_above", "decision")):
         return {k: float(policy[k]) for k in ("real_below", "decision", "fake_above")}
     w = np.array([_weight(cards[m]) for m in members], dtype=float)
     out = {}

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .analyze import Analyzer
+from .ensemble import ensemble_thresholds
 from .media import MediaError
 from .perturb import apply
 
@@ -80,14 +81,16 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
 
 def evaluate_csv(csv_path: str | Path, analyzer: Analyzer, frames: int = 32, models: list[str] | None = None,
                  frame_transform: Callable | None = None, progress: bool = True, desc: str = "evaluate",
-                 rows: list[dict] | None = None) -> dict:
+                 rows: list[dict] | None = None, ensemble_models: list[str] | None = None) -> dict:
     rows = rows if rows is not None else read_labels(csv_path)
     names = models or list(analyzer.detectors)
+    members = [n for n in names if ensemble_models is None or n in ensemble_models]
     files, errors = [], []
     t0 = time.perf_counter()
     for row in _progress(rows, len(rows), desc, progress):
         try:
-            a = analyzer.analyze(row["abs_path"], frames=frames, models=names, frame_transform=frame_transform)
+            a = analyzer.analyze(row["abs_path"], frames=frames, models=names, frame_transform=frame_transform,
+                                 ensemble_models=members)
         except MediaError as e:
             errors.append({"path": row["path"], "error": str(e)})
             continue
@@ -100,10 +103,10 @@ def evaluate_csv(csv_path: str | Path, analyzer: Analyzer, frames: int = 32, mod
             "faces": [{n: f.probs.get(n) for n in names} for f in a.faces],
             "seconds": round(a.timings_s["total"], 3),
         })
-    ens_decision = float(np.mean([analyzer.cards[n].thresholds.get("decision", 0.5) for n in names]))
+    ens_decision = ensemble_thresholds(analyzer.cards, members, analyzer.policy)["decision"]
     result = {
         "csv": str(csv_path), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "frames": frames,
-        "models": names, "model_versions": {n: analyzer.cards[n].sha256 for n in names},
+        "models": names, "ensemble_models": members, "model_versions": {n: analyzer.cards[n].sha256 for n in names},
         "n_rows": len(rows), "n_scored": sum(f["fake_probability"] is not None for f in files),
         "no_face": [f["path"] for f in files if f["verdict"] == "no_face"], "errors": errors,
         "seconds": round(time.perf_counter() - t0, 2),
@@ -149,7 +152,8 @@ def _frame_metrics(files: list[dict], names: list[str], analyzer: Analyzer) -> d
 
 
 def robustness_csv(csv_path: str | Path, analyzer: Analyzer, specs: list[tuple[str, list[float]]],
-                   frames: int = 32, models: list[str] | None = None, seed: int = 0, progress: bool = True) -> dict:
+                   frames: int = 32, models: list[str] | None = None, seed: int = 0, progress: bool = True,
+                   ensemble_models: list[str] | None = None) -> dict:
     """Metrics per perturbation and strength (plus the clean baseline). Faces are re-detected on perturbed frames,
     as they would be on a re-uploaded copy."""
     rows = read_labels(csv_path)
@@ -157,14 +161,14 @@ def robustness_csv(csv_path: str | Path, analyzer: Analyzer, specs: list[tuple[s
     summary = lambda r: {lvl: {m: {k: r[lvl][m].get(k) for k in ("auc", "accuracy", "n", "mean_p_fake_on_real",
                                                                    "mean_p_fake_on_fake")}
                                for m in r[lvl]} for lvl in ("video", "frame")}
-    base = evaluate_csv(csv_path, analyzer, frames, names, None, progress, "clean", rows)
+    base = evaluate_csv(csv_path, analyzer, frames, names, None, progress, "clean", rows, ensemble_models)
     out = {"csv": str(csv_path), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "frames": frames,
            "models": names, "seed": seed, "clean": summary(base), "perturbations": {}}
     for name, strengths in specs:
         out["perturbations"][name] = []
         for s in strengths:
             tf = lambda fr, _n=name, _s=s: apply(_n, _s, fr, seed=seed)
-            r = evaluate_csv(csv_path, analyzer, frames, names, tf, progress, f"{name}:{s:g}", rows)
+            r = evaluate_csv(csv_path, analyzer, frames, names, tf, progress, f"{name}:{s:g}", rows, ensemble_models)
             entry = {"strength": s, **summary(r)}
             out["perturbations"][name].append(entry)
     return out

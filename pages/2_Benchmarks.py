@@ -60,6 +60,16 @@ with tab_ours:
                                "mean P(fake) on fake": v.get("mean_p_fake_on_fake")}
                               for g in keep for m, v in groups[g].items() if m in models or m == "ensemble"],
                              hide_index=True, width="stretch")
+        if res.get("targets"):
+            st.markdown("**Targets of the shipped detectors, each on its own subset of the evaluation files**")
+            st.dataframe([{**t, "met": {True: "yes", False: "no", None: "-"}[t["met"]]} for t in res["targets"]
+                          if t["model"] in models or t["model"] == "ensemble"], hide_index=True, width="stretch")
+        ev = res.get("ensemble_validation")
+        if ev:
+            st.markdown(f"**How the default ensemble was chosen** (validation files only, {ev.get('n_files')} files; "
+                        f"thresholds {ev.get('thresholds')})")
+            st.dataframe([{**c, "models": ", ".join(c["models"])} for c in ev.get("candidates", [])],
+                         hide_index=True, width="stretch")
         fp = res.get("real_face_false_positive_rate")
         if fp:
             st.markdown("**Real faces from sources no model trained on, called fake at the shipped thresholds**")

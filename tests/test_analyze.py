@@ -147,6 +147,17 @@ def test_face_threshold_and_model_subset(analyzer, face_image):
         analyzer.analyze(face_image, models=["not-a-model"])
 
 
+def test_models_beside_the_ensemble(analyzer, face_image):
+    names = list(analyzer.detectors)
+    r = analyzer.analyze(face_image, ensemble_models=names[:1]).to_json()
+    assert all(r["models"][n]["fake_probability"] is not None for n in names)  # every model scored
+    assert [r["models"][n]["in_ensemble"] for n in names] == [True] + [False] * (len(names) - 1)
+    assert r["ensemble"]["members"] == names[:1]
+    assert r["fake_probability"] == pytest.approx(r["models"][names[0]]["fake_probability"], abs=1e-5)
+    with pytest.raises(NoModelsError):
+        analyzer.analyze(face_image, ensemble_models=["not-a-model"])
+
+
 def test_unusable_input_raises_media_error(analyzer, tmp_path):
     p = tmp_path / "x.mp4"
     p.write_text("not a video")

@@ -57,6 +57,15 @@ def test_weights_and_thresholds_from_cards():
     assert r["verdict"] == "uncertain" and r["thresholds"]["fake_above"] == 0.9
 
 
+def test_policy_thresholds_apply_only_to_the_ensemble_they_were_chosen_for():
+    policy = {"models": ["a", "b"], "real_below": 0.1, "decision": 0.5, "fake_above": 0.9}
+    assert ensemble.combine({"a": 0.8, "b": 0.8}, CARDS, policy)["thresholds"]["fake_above"] == 0.9
+    # another set of models (a user's choice, or a member that failed): the members' card thresholds
+    other = ensemble.combine({"a": 0.8, "b": 0.8, "c": 0.8}, CARDS, policy)
+    assert other["thresholds"]["fake_above"] == pytest.approx(0.7) and other["verdict"] == "fake"
+    assert ensemble.combine({"a": 0.8, "b": None}, CARDS, policy)["thresholds"]["fake_above"] == pytest.approx(0.7)
+
+
 # ------------------------------------------------------------------------------------------- perturbations
 
 

@@ -12,7 +12,8 @@ from PIL import Image
 
 from conftest import need_shared
 from core.models import create_model, load_detector
-from train.common import Augment, InitError, choose_thresholds, init_backbone
+from train.common import Augment, InitError, choose_thresholds, init_backbone, limit_per_group
+from train.evaluate_defaults import choose_ensemble, split_files
 from train.sbi import sample_params, self_blend, self_blend_clip
 
 LANDMARKS = [[96, 110], [160, 110], [128, 145], [100, 180], [156, 180]]  # eyes, nose, mouth corners in a 256 crop
@@ -215,3 +216,63 @@ def test_extract_faces_jpg_crops_are_smaller(tmp_path, shared_data):
     assert jpg.suffix == ".jpg" and jpg.stat().st_size < png.stat().st_size / 2
     diff = np.abs(np.asarray(Image.open(jpg), int) - np.asarray(Image.open(png), int)).mean()
     assert diff < 3  # the same crop, lightly compressed
+
+
+def test_final_jpeg_always_reencodes_and_limit_per_group_spreads_over_the_clip():
+    face = _face(0)
+    out = Augment(p=0.0, final_jpeg=(60, 60))([face], np.random.default_rng(0))[0]
+    flips_only = Augment(p=0.0)([face], np.random.default_rng(0))[0]
+    assert out.shape == face.shape and not np.array_equal(out, flips_only)  # re-encoded even with p=0
+    cleaned = Augment(p=0.0, clean=1.0)([face], np.random.default_rng(0))[0]
+    roughness = lambda im: np.abs(np.diff(im.astype(int), axis=1)).mean()  # noqa: E731 (flip-invariant)
+    assert roughness(cleaned) < 0.7 * roughness(face)
+    rows = [{"group": "clip", "frame": i} for i in range(16)] + [{"group": "photo", "frame": 0}]
+    kept = limit_per_group(rows, 4)
+    assert [r["frame"] for r in kept if r["group"] == "clip"] == [0, 5, 10, 15]
+    assert sum(r["group"] == "photo" for r in kept) == 1 and limit_per_group(rows, 0) == rows
+
+
+def _file(label, media, **scores):
+    return {"label": label, "media": media, "models": scores}
+
+
+def test_ensemble_is_chosen_on_validation_files():
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(40):  # "good" separates both media, "anti" is reversed on videos, "noise" is random
+        y = i % 2
+        for media in ("video", "image"):
+            anti = 1 - y if media == "video" else y
+            files.append(_file("fake" if y else "real", media, good=0.3 + 0.4 * y + rng.uniform(-0.1, 0.1),
+                               anti=0.3 + 0.4 * anti + rng.uniform(-0.1, 0.1), noise=rng.uniform()))
+    chosen, th, table = choose_ensemble(files, ["good", "anti", "noise"])
+    assert chosen == ["good"] and len(table) == 7
+    assert th["real_below"] <= th["decision"] <= th["fake_above"]
+    best = next(r for r in table if r["models"] == ["good"])
+    assert best["video_auc"] == 1.0 and best["video_n"] == 40
+
+
+def test_evaluation_split_keeps_groups_whole(tmp_path):
+    data, faces = tmp_path / "data", tmp_path / "faces"
+    rows = [{"path": f"v/{i}.mp4", "media": "video", "label": "fake" if i % 2 else "real", "dataset": "d",
+             "method": "m", "group": f"g{i // 2}", "origin": "", "notes": ""} for i in range(30)]
+    rows += [{"path": f"ffhq_vs_stylegan2/real/{i}.jpg", "media": "image", "label": "real", "dataset": "FFHQ",
+              "method": "none", "group": f"ffhq:{i}", "origin": "", "notes": ""} for i in range(6)]
+    data.mkdir()
+    with open(data / "LABELS.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (faces / "gan").mkdir(parents=True)
+    with open(faces / "gan" / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["source", "group", "split"])
+        w.writeheader()
+        w.writerows([{"source": f"ffhq_vs_stylegan2/real/{i}.jpg", "group": f"ffhq:{i}",
+                      "split": ["train", "val", "test"][i % 3]} for i in range(6)])
+    _, val, test = split_files(data, faces)
+    vg, tg = {r["group"] for r in val}, {r["group"] for r in test}
+    assert not vg & tg
+    assert {"ffhq:1", "ffhq:4"} <= vg and {"ffhq:2", "ffhq:5"} <= tg  # gan-face's val split validates
+    assert not {"ffhq:0", "ffhq:3"} & (vg | tg)  # training images are in neither
+    videos = [r for r in val if r["media"] == "video"]
+    assert 6 <= len(videos) <= 14 and {r["label"] for r in videos} == {"real", "fake"}

@@ -43,11 +43,20 @@ def test_card_matches_checkpoint(cards, name):
     assert np.all((p >= 0) & (p <= 1))
 
 
-def test_default_ensemble_is_the_shipped_models():
-    policy = load_policy()
-    assert policy.get("models") == SHIPPED
+def test_default_ensemble_was_chosen_on_validation_files():
+    policy = load_policy([REPO_WEIGHTS])
+    assert policy["models"] and set(policy["models"]) <= set(SHIPPED)
     cards = {n: c for n, c in discover_models([REPO_WEIGHTS]).items()}
-    assert default_model_names(cards, policy) == SHIPPED
+    assert default_model_names(cards, policy) == policy["models"]
+    assert 0 < policy["real_below"] <= policy["decision"] <= policy["fake_above"] < 1
+    chosen = policy["chosen_on"]
+    assert len(chosen["candidates"]) == 2 ** len(SHIPPED) - 1  # every non-empty subset was scored
+    best = max(chosen["candidates"], key=lambda c: (c["score"], -len(c["models"])))
+    assert best["models"] == policy["models"]
+    val = {line.split(",")[0] for line in (REPO_WEIGHTS / "ensemble_val_files.csv").read_text().splitlines()[1:]}
+    test = {line.split(",")[0] for line in (REPO_WEIGHTS / "eval_files.csv").read_text().splitlines()[1:]}
+    assert len(val) - 5 <= chosen["n"] <= len(val)  # every validation file analysed (a few may have no face)
+    assert not val & test
 
 
 def test_benchmarks_file_is_measured_and_complete():

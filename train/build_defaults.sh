@@ -16,12 +16,15 @@ W=${W:-weights}
 [ -f "$FACES/real/manifest.csv" ] || $PY -m train.extract_faces "$DATA/LABELS.csv" --out "$FACES/real" \
     --labels-only real --include 'StyleTalk|MEAD|VoxCeleb' --frames 16
 
-# 2. gan-face: FFHQ vs StyleGAN2 face crops.
-$PY -m train.train_image --manifest "$FACES/gan/manifest.csv" --task binary --name gan-face \
-    --display-name "GAN face (EfficientNet-Lite0)" --backbone tf_efficientnet_lite0 --init imagenet-lite0 \
-    --size 224 --epochs 15 --batch 32 --lr 3e-4 --out "$OUT" --ship "$W" \
-    --data-desc "FFHQ (real) vs thispersondoesnotexist.com StyleGAN2 (fake) face crops, ../shared/data/ffhq_vs_stylegan2 train split" \
-    --terms "FFHQ CC BY-NC-SA 4.0 and StyleGAN2 outputs: research and non-commercial use only"
+# 2. gan-face: FFHQ and real-clip frames vs StyleGAN2 face crops. Every training crop is re-encoded as JPEG so the
+#    classes' different compression histories (FFHQ ~q75, StyleGAN2 ~q95 before the q90 re-save) stop separating
+#    them; real faces from video frames (6 per clip) keep "not FFHQ" from meaning "fake".
+$PY -m train.train_image --manifest "$FACES/gan/manifest.csv" --manifest "$FACES/real/manifest.csv" --task binary \
+    --name gan-face --display-name "GAN face (EfficientNet-Lite0)" --backbone tf_efficientnet_lite0 \
+    --init imagenet-lite0 --size 224 --epochs 12 --batch 32 --lr 3e-4 --final-jpeg 60 95 --max-per-group 6 \
+    --out "$OUT" --ship "$W" \
+    --data-desc "FFHQ and frames of real talking-face clips (real) vs thispersondoesnotexist.com StyleGAN2 (fake) face crops, train splits" \
+    --terms "FFHQ CC BY-NC-SA 4.0, StyleGAN2 outputs, MEAD/VoxCeleb/StyleTalk samples: research and non-commercial use only"
 
 # 3. sbi-frame: real faces only (FFHQ train split + frames of real talking-face clips) vs their self-blends.
 $PY -m train.train_image --manifest "$FACES/real/manifest.csv" --manifest "$FACES/gan/manifest.csv" --task sbi \

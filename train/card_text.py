@@ -6,12 +6,18 @@ from pathlib import Path
 
 text = {
  "gan-face": ("Per-face detector of GAN-generated faces: EfficientNet-Lite0 (ImageNet init) fine-tuned on FFHQ photos "
-              "vs StyleGAN2 faces from thispersondoesnotexist.com, on 224 px face crops.",
+              "and frames of real talking-face clips vs StyleGAN2 faces from thispersondoesnotexist.com, on 224 px "
+              "face crops. Every training crop is re-encoded as JPEG (q60-95) so the two photo sources' different "
+              "compression histories stop separating them.",
               ["Knows one generator (StyleGAN2 via thispersondoesnotexist.com); diffusion models and other GANs are unseen.",
-               "Small training set (309 real, 112 fake crops); thresholds come from a validation split of 86 crops.",
-               "The source classes differ in compression history (FFHQ ~q75, fakes ~q95 before the shared q90 re-save): "
-               "part of what it learned may be compression, not generation.",
-               "Not a face-swap detector: swapped faces come from real photos."]),
+               "Small training set (309 FFHQ and 318 real-clip crops vs 112 fake); thresholds come from a validation "
+               "split of 122 crops.",
+               "Calls many CelebA-HQ photos GAN-made. CelebA-HQ was produced with a JPEG-artefact-removal network and an "
+               "adversarially trained 4x super-resolution network (Karras et al., ICLR 2018, appendix C), and its "
+               "1024 px photos give cleaner crops than anything in training: read its score on studio-quality or "
+               "AI-enhanced photos as 'processed by a network', not as 'synthetic person'.",
+               "Talking-head and face-swap videos are only weakly ranked: their scores stay far below its threshold.",
+               "Scores saturate near 0 and 1; the ensemble's verdict bands come from weights/ensemble.json."]),
  "sbi-frame": ("Per-face face-swap / blending detector: EfficientNet-Lite0 (ImageNet init) trained on real faces only "
                "against self-blended pseudo-fakes (Shiohara & Yamasaki 2022), on 160 px face crops. No real deepfake "
                "was in its training data.",
@@ -19,14 +25,19 @@ text = {
                 "talking-head generators that re-render the whole frame, and diffusion videos are largely invisible to it.",
                 "Trained on about 1,170 real faces from roughly 50 identities (FFHQ and talking-face clips); "
                 "pseudo-fake masks come from MTCNN's 5 landmarks, coarser than the 68/81-point masks of the paper.",
-                "160 px input from a 256 px crop: fine blending artefacts of high-resolution swaps are partly lost."]),
+                "160 px input from a 256 px crop: fine blending artefacts of high-resolution swaps are partly lost.",
+                "On this project's labelled fakes (talking heads, swaps, StyleGAN2 faces) its scores run the wrong way "
+                "(AUC below 0.5 on the ensemble validation files), so it is not in the default ensemble; it is shipped "
+                "for comparison and for analysts who add it by hand."]),
  "sbi-temporal": ("Clip-level face-swap detector: the sbi-frame encoder (frozen) feeds an LSTM over 8 frames of a face "
                   "track (temporal LayerNorm, LeakyReLU head, dropout 0.4), trained on real clips vs temporally "
                   "consistent self-blended clips.",
                   ["Inherits sbi-frame's blind spots (whole-frame synthesis, diffusion, talking heads).",
                    "Trained on 54 real clips; tracks shorter than 8 faces are padded by repeating frames, so single "
                    "images get a degenerate sequence.",
-                   "Its per-face score in the JSON is the track's score (one number per track)."]),
+                   "Its per-face score in the JSON is the track's score (one number per track).",
+                   "Like sbi-frame, below chance on this project's labelled fakes (ensemble validation files): not in the "
+                   "default ensemble."]),
 }
 def main(weights: str = "weights") -> None:
     for n, (desc, lim) in text.items():

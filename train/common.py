@@ -63,14 +63,19 @@ class Augment:
     downscale-upscale, cutout, horizontal flip. Parameters are drawn once per call and applied identically to
     every frame given (a clip stays temporally consistent)."""
 
-    def __init__(self, p: float = 0.5, jpeg=(30, 100), strength: float = 1.0):
+    def __init__(self, p: float = 0.5, jpeg=(30, 100), strength: float = 1.0, final_jpeg: tuple | None = None,
+                 clean: float = 0.0):
+        self.clean = clean  # probability of an edge-preserving denoise first (artifact-free photos of both classes)
         self.p = p
         self.jpeg = jpeg
         self.s = strength
+        self.final_jpeg = final_jpeg  # (lo, hi): always re-encode last, so no class keeps its own JPEG history
 
     def __call__(self, frames: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
         p, s = self.p, self.s
         ops = []
+        if self.clean and rng.random() < self.clean:
+            ops.append(("clean", rng.uniform(20, 60)))
         if rng.random() < 0.5:
             ops.append(("flip",))
         if rng.random() < p:
@@ -88,6 +93,8 @@ class Augment:
             h, w = frames[0].shape[:2]
             ch, cw = int(h * rng.uniform(0.1, 0.3)), int(w * rng.uniform(0.1, 0.3))
             ops.append(("cutout", int(rng.integers(0, h - ch)), int(rng.integers(0, w - cw)), ch, cw))
+        if self.final_jpeg:
+            ops.append(("jpeg", int(rng.integers(self.final_jpeg[0], self.final_jpeg[1] + 1))))
         return [self._apply(f, ops) for f in frames]
 
     @staticmethod
@@ -96,6 +103,8 @@ class Augment:
         for op in ops:
             if op[0] == "flip":
                 out = out[:, ::-1]
+            elif op[0] == "clean":
+                out = cv2.bilateralFilter(np.ascontiguousarray(out), 7, op[1], 5)
             elif op[0] == "color":
                 _, contrast, bright, sat, hue = op
                 x = out.astype(np.float32)
@@ -125,6 +134,20 @@ class Augment:
 
 
 # ------------------------------------------------------------------------------------------ initialisation
+
+
+def limit_per_group(rows: list[dict], k: int) -> list[dict]:
+    """At most k rows of each group (evenly spaced over the group's rows in manifest order); k <= 0 keeps all."""
+    if k <= 0:
+        return rows
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["group"], []).append(r)
+    keep = set()
+    for g in groups.values():
+        for i in np.linspace(0, len(g) - 1, min(k, len(g))).round().astype(int):
+            keep.add(id(g[i]))
+    return [r for r in rows if id(r) in keep]
 
 
 def _lite0_imagenet_state() -> dict:

@@ -33,6 +33,7 @@ from .common import (
     finish_run,
     fit_batches,
     init_backbone,
+    limit_per_group,
     load_crop,
     pick_device,
     read_manifest,
@@ -122,6 +123,12 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--aug", type=float, default=0.5, help="probability scale of the extreme augmentation (0 = off)")
+    ap.add_argument("--final-jpeg", type=int, nargs=2, metavar=("LO", "HI"),
+                    help="always re-encode training crops as JPEG at a quality in [LO, HI] after augmentation")
+    ap.add_argument("--clean", type=float, default=0.0,
+                    help="probability of an edge-preserving denoise of a training crop (either class) before augmentation")
+    ap.add_argument("--max-per-group", type=int, default=0,
+                    help="at most N crops per LABELS.csv group in each split (e.g. frames of one clip; 0 = all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop after the epoch that passes this budget")
@@ -137,7 +144,8 @@ def main(argv=None) -> int:
     rows = [r for m in args.manifest for r in read_manifest(m)]
     if args.task == "sbi":
         rows = [r for r in rows if r["label"] == "real"]
-    split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
+    split = {s: limit_per_group([r for r in rows if r["split"] == s], args.max_per_group)
+             for s in ("train", "val", "test")}
     if args.limit:
         split["train"] = split["train"][: args.limit]
         split["val"] = split["val"][: max(4, args.limit // 2)]
@@ -156,7 +164,8 @@ def main(argv=None) -> int:
     det = Detector(net, card).to(device)
     config = dict(vars(args), device=str(device), counts={k: len(v) for k, v in split.items()})
     run = RunDir(args.out, args.name, config)
-    augment = Augment(p=args.aug) if args.aug > 0 else None
+    augment = (Augment(p=args.aug, final_jpeg=args.final_jpeg, clean=args.clean)
+               if args.aug > 0 or args.final_jpeg or args.clean else None)
     train_set = Samples(split["train"], args.task, augment, args.seed)
     val_set = Samples(split["val"], args.task, None, args.seed + 1)
     test_set = Samples(split["test"], args.task, None, args.seed + 2) if split["test"] else None
@@ -192,7 +201,11 @@ def main(argv=None) -> int:
         "data": args.data_desc or ", ".join(sorted({r["dataset"] for r in split["train"]})),
         "counts": config["counts"],
         "recipe": f"Adam lr {args.lr}, batch {args.batch}, {len(run.history)} epochs, {args.size}px, "
-                  f"weighted cross-entropy, extreme augmentation p={args.aug}, seed {args.seed}",
+                  f"weighted cross-entropy, extreme augmentation p={args.aug}"
+                  + (f", every crop re-encoded as JPEG q{args.final_jpeg[0]}-{args.final_jpeg[1]}" if args.final_jpeg else "")
+                  + (f", at most {args.max_per_group} crops per group" if args.max_per_group else "")
+                  + (f", bilateral denoise p={args.clean}" if args.clean else "")
+                  + f", seed {args.seed}",
         "sources": sorted({r["source"] for r in split["train"]})[:2000],
     }, "validation/test: crops of the manifest's val/test splits" +
         (" with fixed self-blended pseudo-fakes" if args.task == "sbi" else ""))

@@ -145,6 +145,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dropout", type=float, default=0.4)
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--aug", type=float, default=0.5)
+    ap.add_argument("--final-jpeg", type=int, nargs=2, metavar=("LO", "HI"),
+                    help="always re-encode training clips as JPEG at a quality in [LO, HI] after augmentation")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--max-minutes", type=float, default=0)
@@ -193,7 +195,7 @@ def main(argv=None) -> int:
         card.mean, card.std, card.interpolation = NORMALISATION[args.backbone]
     det = Detector(net, card).to(device)
     split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
-    augment = Augment(p=args.aug) if args.aug > 0 else None
+    augment = Augment(p=args.aug, final_jpeg=args.final_jpeg) if args.aug > 0 or args.final_jpeg else None
     train_set = Clips(split["train"], args.task, args.frames, args.windows, augment)
     val_set = Clips(split["val"], args.task, args.frames, 2, None)
     test_set = Clips(split["test"], args.task, args.frames, 2, None)
@@ -246,7 +248,9 @@ def main(argv=None) -> int:
         "counts": counts,
         "recipe": f"AdamW lr {args.lr}, StepLR(5, 0.5), batch {args.batch}, {len(run.history)} epochs, "
                   f"{args.frames} frames, {args.size}px, weighted cross-entropy, early stopping {args.patience}, "
-                  f"dropout {args.dropout}, {'frozen encoder' if args.freeze_encoder else 'end to end'}, seed {args.seed}",
+                  f"dropout {args.dropout}, {'frozen encoder' if args.freeze_encoder else 'end to end'}"
+                  + (f", every clip re-encoded as JPEG q{args.final_jpeg[0]}-{args.final_jpeg[1]}" if args.final_jpeg else "")
+                  + f", seed {args.seed}",
         "sources": sorted({c["source"] for c in train_set.clips}),
     }, "validation/test: windows of the manifest's val/test clips" +
         (" and their self-blended versions" if args.task == "sbi" else ""))

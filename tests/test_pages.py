@@ -119,3 +119,18 @@ def test_benchmarks_show_measured_and_quoted(tmp_path, monkeypatch, meso_weights
     assert len(at.get("plotly_chart")) >= 2  # ROC and confusion matrix
     quoted = [m.value for m in at.markdown if "quoted" in m.value]
     assert any("M2TR" in q for q in quoted) and any("EfficientNet-B0 on 140k" in q for q in quoted)
+
+
+def test_benchmarks_show_the_shipped_targets_and_ensemble_choice(monkeypatch):
+    """The shipped weights/benchmarks.json: targets table (with intervals) and how the default ensemble was chosen."""
+    monkeypatch.setenv("TBD_WEIGHTS", str(REPO / "weights"))
+    at = _app("pages/2_Benchmarks.py").run()
+    assert not at.exception, at.exception
+    at.selectbox[0].set_value(next(o for o in at.selectbox[0].options if str(o).endswith("benchmarks.json"))).run()
+    assert not at.exception, at.exception
+    tables = [d.value for d in at.dataframe]
+    targets = next(t for t in tables if "target" in t.columns)
+    assert {"video AUC >= 0.90", "GAN-face image AUC >= 0.98"} <= set(targets["target"])
+    assert set(targets["met"]) <= {"yes", "no", "-"} and "ci95" in targets.columns
+    candidates = next(t for t in tables if "score" in t.columns)
+    assert len(candidates) == 7 and any("How the default ensemble was chosen" in m.value for m in at.markdown)

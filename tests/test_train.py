@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import need_shared
 from core.models import create_model, load_detector
 from train.common import Augment, InitError, choose_thresholds, init_backbone, limit_per_group
-from train.evaluate_defaults import choose_ensemble, split_files
+from train.evaluate_defaults import _auc, auc_ci95, choose_ensemble, split_files
 from train.sbi import sample_params, self_blend, self_blend_clip
 
 LANDMARKS = [[96, 110], [160, 110], [128, 145], [100, 180], [156, 180]]  # eyes, nose, mouth corners in a 256 crop
@@ -276,3 +276,14 @@ def test_evaluation_split_keeps_groups_whole(tmp_path):
     assert not {"ffhq:0", "ffhq:3"} & (vg | tg)  # training images are in neither
     videos = [r for r in val if r["media"] == "video"]
     assert 6 <= len(videos) <= 14 and {r["label"] for r in videos} == {"real", "fake"}
+
+
+def test_auc_interval_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    files = [_file("fake" if i % 2 else "real", "video", m=float(rng.normal(i % 2, 1.0))) for i in range(60)]
+    auc, _, _ = _auc(files, "m")
+    lo, hi = auc_ci95(files, "m", n_boot=300)
+    assert lo < auc < hi and hi - lo > 0.1
+    perfect = [_file("fake" if i % 2 else "real", "video", m=float(i % 2)) for i in range(20)]
+    assert auc_ci95(perfect, "m", n_boot=50) == [1.0, 1.0]
+    assert auc_ci95(perfect[:3], "m") is None  # too few to resample

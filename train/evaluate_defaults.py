@@ -134,17 +134,35 @@ def fp_rates(files: list[dict], models: list[str], cards: dict, ens_decision: fl
     return out
 
 
-def _auc(files: list[dict], model: str) -> tuple[float | None, int, int]:
-    from sklearn.metrics import roc_auc_score
-
+def _pairs(files: list[dict], model: str) -> tuple[np.ndarray, np.ndarray]:
     pairs = [(f["label"] == "fake", f["fake_probability"] if model == "ensemble" else (f.get("models") or {}).get(model))
              for f in files]
     pairs = [(y, p) for y, p in pairs if p is not None]
-    y = [a for a, _ in pairs]
-    n_fake = sum(y)
+    return np.array([a for a, _ in pairs], int), np.array([b for _, b in pairs], float)
+
+
+def _auc(files: list[dict], model: str) -> tuple[float | None, int, int]:
+    from sklearn.metrics import roc_auc_score
+
+    y, p = _pairs(files, model)
+    n_fake = int(y.sum())
     if not n_fake or n_fake == len(y):
         return None, len(y), n_fake
-    return round(float(roc_auc_score(y, [b for _, b in pairs])), 4), len(y), n_fake
+    return round(float(roc_auc_score(y, p)), 4), len(y), n_fake
+
+
+def auc_ci95(files: list[dict], model: str, n_boot: int = 2000, seed: int = 0) -> list[float] | None:
+    """Percentile bootstrap 95 % interval of the AUC, resampling reals and fakes separately (seeded)."""
+    from sklearn.metrics import roc_auc_score
+
+    y, p = _pairs(files, model)
+    real, fake = p[y == 0], p[y == 1]
+    if len(real) < 2 or len(fake) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    yy = np.r_[np.zeros(len(real)), np.ones(len(fake))]
+    aucs = [roc_auc_score(yy, np.r_[rng.choice(real, len(real)), rng.choice(fake, len(fake))]) for _ in range(n_boot)]
+    return [round(float(q), 3) for q in np.percentile(aucs, [2.5, 97.5])]
 
 
 def targets(runs: dict, fp: dict, rob: dict) -> list[dict]:
@@ -162,7 +180,8 @@ def targets(runs: dict, fp: dict, rob: dict) -> list[dict]:
             for m in list(res["models"]) + ["ensemble"]:
                 auc, n, n_fake = _auc(files, m)
                 rows.append({"target": target, "data": data, "run": run_name, "model": m, "n": n, "fake": n_fake,
-                             "value": auc, "met": None if goal is None or auc is None else auc >= goal})
+                             "value": auc, "ci95": auc_ci95(files, m),
+                             "met": None if goal is None or auc is None else auc >= goal})
     for src, row in fp.items():
         v = row.get("ensemble_verdict_fake")
         rows.append({"target": "real faces called fake <= 5 %", "data": f"{src} (ensemble verdict)", "run": "ours",
@@ -175,6 +194,12 @@ def targets(runs: dict, fp: dict, rob: dict) -> list[dict]:
                      "run": "ours", "model": m, "n": clean[m].get("n"), "fake": clean[m].get("n_fake"),
                      "value": drop, "met": None if drop is None else drop <= 0.05})
     return rows
+
+
+def print_targets(rows: list[dict]) -> None:
+    for t in rows:
+        print(f"{t['target']:<38} {t['run']:<8} {t['model']:<18} n={str(t['n']):<4} fake={str(t['fake']):<4} "
+              f"value={t['value']} ci95={t.get('ci95')} met={t['met']}", file=sys.stderr)
 
 
 def strip(res: dict) -> dict:
@@ -192,8 +217,18 @@ def main(argv=None) -> int:
     ap.add_argument("--mesonet", default="../shared/reference/mesonet", help="local MesoNet .h5 copies")
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--targets-only", action="store_true",
+                    help="recompute the targets table of an existing weights/benchmarks.json (no model is run)")
     args = ap.parse_args(argv)
     data, weights = Path(args.data), Path(args.weights)
+    if args.targets_only:
+        bench = json.loads((weights / "benchmarks.json").read_text())
+        rob = {"clean": bench["robustness_jpeg50"]["clean"],
+               "perturbations": {"jpeg": [bench["robustness_jpeg50"]["jpeg50"]]}}
+        bench["targets"] = targets(bench["runs"], bench["real_face_false_positive_rate"], rob)
+        (weights / "benchmarks.json").write_text(json.dumps(bench, indent=1, default=float) + "\n")
+        print_targets(bench["targets"])
+        return 0
     t0 = time.time()
     fields, val_rows, test_rows = split_files(data, Path(args.faces))
     if args.limit:
@@ -273,9 +308,7 @@ def main(argv=None) -> int:
     summary = {"ours": {k: res_ours["video"][k].get("auc") for k in res_ours["video"]}}
     if res_meso:
         summary["mesonet"] = {k: res_meso["video"][k].get("auc") for k in res_meso["video"]}
-    for t in bench["targets"]:
-        print(f"{t['target']:<38} {t['run']:<8} {t['model']:<18} n={str(t['n']):<4} fake={str(t['fake']):<3} value={t['value']} "
-              f"met={t['met']}", file=sys.stderr)
+    print_targets(bench["targets"])
     print(json.dumps({"file_auc": summary, "fp": bench["real_face_false_positive_rate"],
                       "jpeg50": {k: v["auc"] for k, v in bench["robustness_jpeg50"]["jpeg50"]["video"].items()},
                       "minutes": bench["minutes"]}, indent=1))

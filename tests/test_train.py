@@ -28,10 +28,11 @@ def _face(seed=0) -> np.ndarray:
     return np.clip(img.astype(int) + rng.integers(-20, 20, img.shape), 0, 255).astype(np.uint8)
 
 
+@pytest.mark.parametrize("profile", ["strong", "mild"])
 @pytest.mark.parametrize("seed", range(8))
-def test_sbi_mask_inside_face_and_changes_only_inside(seed):
+def test_sbi_mask_inside_face_and_changes_only_inside(seed, profile):
     img = _face(seed)
-    p = sample_params(np.random.default_rng(seed))
+    p = sample_params(np.random.default_rng(seed), profile)
     fake, mask = self_blend(img, LANDMARKS, p)
     assert mask.shape == (256, 256) and 0 <= mask.min() and mask.max() <= p.ratio + 1e-6
     ys, xs = np.nonzero(mask > 0)

@@ -42,7 +42,14 @@ class SBIParams:
     shift: tuple[float, float]  # fraction of size
 
 
-def sample_params(rng: np.random.Generator) -> SBIParams:
+SOURCE_PROFILES = {  # (unsharp amount range, downscale factor range) of the source copy
+    "strong": ((0.3, 1.2), (1.2, 2.0)),  # the first shipped sbi-frame
+    "mild": ((0.1, 0.6), (1.05, 1.35)),  # subtler resolution mismatch, closer to a real swap's
+}
+
+
+def sample_params(rng: np.random.Generator, profile: str = "strong") -> SBIParams:
+    sharp, down = SOURCE_PROFILES[profile]
     return SBIParams(
         axes=(rng.uniform(0.85, 1.15), rng.uniform(1.0, 1.5), rng.uniform(1.2, 1.7)),
         centre_shift=rng.uniform(0.25, 0.5),
@@ -57,7 +64,7 @@ def sample_params(rng: np.random.Generator) -> SBIParams:
         rgb_shift=tuple(rng.uniform(-15, 15, 3)),
         hue=rng.uniform(-6, 6),
         saturation=rng.uniform(0.85, 1.15),
-        sharpen=rng.uniform(0.3, 1.2) if rng.random() < 0.5 else -rng.uniform(1.2, 2.0),
+        sharpen=rng.uniform(*sharp) if rng.random() < 0.5 else -rng.uniform(*down),
         scale=(rng.uniform(0.95, 1.05), rng.uniform(0.95, 1.05)),
         shift=(rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03)),
     )
@@ -148,19 +155,19 @@ def self_blend(img: np.ndarray, landmarks, p: SBIParams) -> tuple[np.ndarray, np
     return out, mask
 
 
-def self_blend_clip(frames: list[np.ndarray], landmarks: list, rng: np.random.Generator):
+def self_blend_clip(frames: list[np.ndarray], landmarks: list, rng: np.random.Generator, profile: str = "strong"):
     """One parameter set for the whole clip: temporally consistent pseudo-fakes."""
-    p = sample_params(rng)
+    p = sample_params(rng, profile)
     res = [self_blend(f, lm, p) for f, lm in zip(frames, landmarks)]
     return [r[0] for r in res], [r[1] for r in res]
 
 
-def save_grid(crops: list[np.ndarray], landmarks: list, out: Path, seed: int = 0, cols: int = 6) -> Path:
+def save_grid(crops: list[np.ndarray], landmarks: list, out: Path, seed: int = 0, profile: str = "strong") -> Path:
     """Rows of (real, pseudo-fake, mask, |difference| x4) for a visual check."""
     rng = np.random.default_rng(seed)
     tiles = []
     for img, lm in zip(crops, landmarks):
-        fake, mask = self_blend(img, lm, sample_params(rng))
+        fake, mask = self_blend(img, lm, sample_params(rng, profile))
         diff = np.clip(np.abs(fake.astype(int) - img.astype(int)) * 4, 0, 255).astype(np.uint8)
         m3 = np.repeat((mask / max(mask.max(), 1e-6) * 255).astype(np.uint8)[..., None], 3, axis=2)
         tiles.append(np.concatenate([img, fake, m3, diff], axis=1))
@@ -179,12 +186,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="PNG grid of examples")
     ap.add_argument("--n", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", default="strong", choices=sorted(SOURCE_PROFILES))
     args = ap.parse_args(argv)
     rows = [r for r in read_manifest(args.manifest) if r["label"] == "real" and r["landmarks"]]
     rng = np.random.default_rng(args.seed)
     pick = [rows[i] for i in rng.choice(len(rows), size=min(args.n, len(rows)), replace=False)]
     out = save_grid([load_crop(r["crop_path"]) for r in pick], [r["landmarks"] for r in pick], Path(args.out),
-                    args.seed)
+                    args.seed, args.profile)
     print(f"wrote {out}")
     return 0
 

@@ -60,7 +60,8 @@ def build_card(args, name: str, architecture: str, config: dict, init_desc: str,
 class Samples:
     """In-memory crops with labels; `batch` builds (uint8 crops, labels) with SBI and augmentation applied."""
 
-    def __init__(self, rows: list[dict], task: str, augment: Augment | None, seed: int):
+    def __init__(self, rows: list[dict], task: str, augment: Augment | None, seed: int, sbi_profile: str = "strong"):
+        self.sbi_profile = sbi_profile
         self.rows = rows
         self.task = task
         self.augment = augment
@@ -83,7 +84,7 @@ class Samples:
             i, y = self.items[k]
             img = self.crops[i]
             if self.task == "sbi" and y == 1:
-                img, _ = self_blend(img, self.rows[i]["landmarks"], sample_params(rng))
+                img, _ = self_blend(img, self.rows[i]["landmarks"], sample_params(rng, self.sbi_profile))
             if self.augment is not None:
                 img = self.augment([img], rng)[0]
             crops.append(img)
@@ -127,6 +128,8 @@ def main(argv=None) -> int:
                     help="always re-encode training crops as JPEG at a quality in [LO, HI] after augmentation")
     ap.add_argument("--clean", type=float, default=0.0,
                     help="probability of an edge-preserving denoise of a training crop (either class) before augmentation")
+    ap.add_argument("--sbi-profile", default="strong", choices=["strong", "mild"],
+                    help="resolution mismatch of the self-blend source copy (train.sbi.SOURCE_PROFILES)")
     ap.add_argument("--max-per-group", type=int, default=0,
                     help="at most N crops per LABELS.csv group in each split (e.g. frames of one clip; 0 = all)")
     ap.add_argument("--seed", type=int, default=0)
@@ -166,9 +169,9 @@ def main(argv=None) -> int:
     run = RunDir(args.out, args.name, config)
     augment = (Augment(p=args.aug, final_jpeg=args.final_jpeg, clean=args.clean)
                if args.aug > 0 or args.final_jpeg or args.clean else None)
-    train_set = Samples(split["train"], args.task, augment, args.seed)
-    val_set = Samples(split["val"], args.task, None, args.seed + 1)
-    test_set = Samples(split["test"], args.task, None, args.seed + 2) if split["test"] else None
+    train_set = Samples(split["train"], args.task, augment, args.seed, args.sbi_profile)
+    val_set = Samples(split["val"], args.task, None, args.seed + 1, args.sbi_profile)
+    test_set = Samples(split["test"], args.task, None, args.seed + 2, args.sbi_profile) if split["test"] else None
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(train_set.labels()).to(device))
     opt = torch.optim.Adam(det.net.parameters(), lr=args.lr)
     scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
@@ -205,6 +208,7 @@ def main(argv=None) -> int:
                   + (f", every crop re-encoded as JPEG q{args.final_jpeg[0]}-{args.final_jpeg[1]}" if args.final_jpeg else "")
                   + (f", at most {args.max_per_group} crops per group" if args.max_per_group else "")
                   + (f", bilateral denoise p={args.clean}" if args.clean else "")
+                  + (f", SBI source profile {args.sbi_profile}" if args.task == "sbi" else "")
                   + f", seed {args.seed}",
         "sources": sorted({r["source"] for r in split["train"]})[:2000],
     }, "validation/test: crops of the manifest's val/test splits" +

@@ -49,7 +49,9 @@ from .train_image import NORMALISATION, build_card, class_weights
 class Clips:
     """Clips (a source video's crops in time order) and how to draw F-frame windows from them."""
 
-    def __init__(self, rows: list[dict], task: str, frames: int, windows: int, augment: Augment | None):
+    def __init__(self, rows: list[dict], task: str, frames: int, windows: int, augment: Augment | None,
+                 sbi_profile: str = "strong"):
+        self.sbi_profile = sbi_profile
         by_src: dict[str, list[dict]] = {}
         for r in rows:
             if r["media"] == "video":
@@ -86,7 +88,7 @@ class Clips:
         idx = [idx[int(j)] for j in np.linspace(0, len(idx) - 1, self.frames).round()]
         frames = [clip["crops"][i] for i in idx]
         if self.task == "sbi" and y == 1:
-            frames, _ = self_blend_clip(frames, [clip["landmarks"][i] for i in idx], rng)
+            frames, _ = self_blend_clip(frames, [clip["landmarks"][i] for i in idx], rng, self.sbi_profile)
         if self.augment is not None:
             frames = self.augment(frames, rng)
         return frames, y
@@ -145,6 +147,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dropout", type=float, default=0.4)
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--aug", type=float, default=0.5)
+    ap.add_argument("--sbi-profile", default="strong", choices=["strong", "mild"],
+                    help="resolution mismatch of the self-blend source copy (train.sbi.SOURCE_PROFILES)")
     ap.add_argument("--final-jpeg", type=int, nargs=2, metavar=("LO", "HI"),
                     help="always re-encode training clips as JPEG at a quality in [LO, HI] after augmentation")
     ap.add_argument("--seed", type=int, default=0)
@@ -196,9 +200,9 @@ def main(argv=None) -> int:
     det = Detector(net, card).to(device)
     split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
     augment = Augment(p=args.aug, final_jpeg=args.final_jpeg) if args.aug > 0 or args.final_jpeg else None
-    train_set = Clips(split["train"], args.task, args.frames, args.windows, augment)
-    val_set = Clips(split["val"], args.task, args.frames, 2, None)
-    test_set = Clips(split["test"], args.task, args.frames, 2, None)
+    train_set = Clips(split["train"], args.task, args.frames, args.windows, augment, args.sbi_profile)
+    val_set = Clips(split["val"], args.task, args.frames, 2, None, args.sbi_profile)
+    test_set = Clips(split["test"], args.task, args.frames, 2, None, args.sbi_profile)
     if args.limit:
         for ds in (train_set, val_set, test_set):
             keep = set(range(min(args.limit, len(ds.clips))))

@@ -5,9 +5,10 @@ with MesoNet, and write the results where the app reads them:
   labelled files no model trained on (whole groups, stratified by media, label and dataset); the default ensemble
   (which models, and its verdict thresholds) is chosen on these only and written to weights/ensemble.json;
 - weights/eval_files.csv: the evaluation list (the other labelled files no model trained or was validated on);
-- weights/benchmarks.json: `core evaluate` results for the default ensemble and for MesoNet, plus the real-face
-  false-positive rates by source and the JPEG q50 robustness check;
-- each shipped card's `metrics.evaluation`.
+- weights/benchmarks.json: `core evaluate` results for every shipped model, the default ensemble and MesoNet, the
+  real-face false-positive rates by source, the JPEG q50 robustness check, the ensemble candidates and a table of
+  the detectors issue's targets with 95 % bootstrap intervals (`--targets-only` recomputes that table);
+- each shipped card's `metrics.evaluation` and `ensemble`.
 
     python -m train.evaluate_defaults --data ../shared/data --faces .cache/faces --weights weights
 """

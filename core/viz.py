@@ -38,7 +38,8 @@ def model_bars(a: Analysis) -> go.Figure:
     colours = ["#%02x%02x%02x" % score_colour(p) for p in ps]
     text = [("failed" if a.models[n]["error"] else "no face") if p is None else f"{p:.3f} ({a.models[n]['vote']})"
             for n, p in zip(names, ps)]
-    fig = go.Figure(go.Bar(x=[p if p is not None else 0 for p in ps], y=names, orientation="h",
+    labels = [n if a.models[n].get("in_ensemble", True) else f"{n} (outside the verdict)" for n in names]
+    fig = go.Figure(go.Bar(x=[p if p is not None else 0 for p in ps], y=labels, orientation="h",
                            marker_color=colours, text=text, textposition="outside", cliponaxis=False,
                            hovertemplate="%{y}: P(fake) %{x:.3f}<extra></extra>"))
     for i, n in enumerate(names):

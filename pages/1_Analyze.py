@@ -20,11 +20,11 @@ def get_analyzer(names: tuple[str, ...]) -> Analyzer:
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def cached_analysis(sha: str, name: str, frames: int, threshold: float, models: tuple[str, ...], cam: bool,
-                    _data: bytes, _analyzer: Analyzer, _progress=None):
+                    _data: bytes, _analyzer: Analyzer, _progress=None, ensemble: tuple[str, ...] | None = None):
     """Analyses are cached by file hash and settings; the upload lives in a temp folder only during analysis."""
     with saved_upload(_data, name) as path:
         return _analyzer.analyze(path, frames=frames, face_threshold=threshold, models=list(models), cam=cam,
-                                 progress=_progress, sha256=sha)
+                                 progress=_progress, sha256=sha, ensemble_models=list(ensemble or models))
 
 
 STAGES = {"decode": (0.0, 0.1), "faces": (0.1, 0.6), "models": (0.6, 0.8), "explain": (0.8, 0.99), "done": (1, 1)}
@@ -50,7 +50,11 @@ with st.sidebar:
     threshold = st.slider("Face detection confidence threshold", 0.50, 1.00, 0.90, 0.01,
                           help="A face is kept only if the second MTCNN pass confirms it at this probability.")
     chosen = st.multiselect("Models", sorted(cards), default=defaults,
-                            format_func=lambda n: cards[n].display_name or n)
+                            format_func=lambda n: cards[n].display_name or n,
+                            help="These form the ensemble verdict (default: the validated default ensemble).")
+    beside = st.multiselect("Also show, outside the verdict", [n for n in sorted(cards) if n not in chosen],
+                            format_func=lambda n: cards[n].display_name or n,
+                            help="Scored and shown for comparison; they do not change the verdict.")
     cam = st.checkbox("Grad-CAM heatmaps", value=True, help="Where each model looked (slower).")
 
 st.caption("Upload a video, a zip of a folder of frames, or an image. If several are given, the folder of frames "
@@ -88,7 +92,8 @@ if run and data is not None:
         analyzer = get_analyzer(tuple(sorted(cards)))
         bar = st.progress(0.0, text="starting...")
         sha = sha256_bytes(data)
-        a = cached_analysis(sha, name, frames, threshold, tuple(chosen), cam, data, analyzer, progress_callback(bar))
+        a = cached_analysis(sha, name, frames, threshold, tuple(chosen + beside), cam, data, analyzer,
+                            progress_callback(bar), ensemble=tuple(chosen))
         bar.empty()
         st.session_state["current"] = (sha, name, cam)
         st.session_state["analysis"] = a  # the latest result only: memory does not grow with reruns
@@ -138,6 +143,7 @@ def show_results(a, name: str, sha: str, cam_used: bool) -> None:
         st.markdown("\n".join(f"- **{n}**: " + ("failed" if m["error"] else "no face" if m["fake_probability"] is None
                                                  else f"P(fake) {m['fake_probability']:.3f}, vote {m['vote']}, "
                                                       f"threshold {m['threshold']:.2f}")
+                              + ("" if m.get("in_ensemble", True) else " (outside the verdict)")
                               for n, m in a.models.items()))
 
     # ------------------------------------------------------------------------------------------------ timeline

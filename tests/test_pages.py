@@ -60,6 +60,23 @@ def test_analyze_a_real_video_shows_verdict_bars_timeline_gallery(meso_weights, 
     assert at.session_state["history"][-1]["file"] == "dfdc.mp4"
 
 
+def test_analyze_models_outside_the_verdict(meso_weights, face_image, monkeypatch):
+    monkeypatch.setenv("TBD_WEIGHTS", str(meso_weights))
+    at = _app("pages/1_Analyze.py").run()
+    at.sidebar.multiselect[0].set_value(["meso4-df"]).run()
+    assert at.sidebar.multiselect[1].options == ["MesoInception4 (DF)"]  # display names; the chosen model is not offered
+    at.sidebar.multiselect[1].set_value(["mesoinception4-df"]).run()
+    at.file_uploader[2].upload("face.jpg", face_image.read_bytes(), "image/jpeg").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error, at.exception or [e.value for e in at.error]
+    a = at.session_state["analysis"]
+    assert set(a.models) == {"meso4-df", "mesoinception4-df"} and a.ensemble["members"] == ["meso4-df"]
+    assert a.fake_probability == pytest.approx(a.models["meso4-df"]["fake_probability"], abs=1e-5)
+    listing = next(m.value for m in at.markdown if "**mesoinception4-df**" in m.value)
+    assert "(outside the verdict)" in listing and "**meso4-df**: P(fake)" in listing
+    assert "outside the verdict" not in listing.split("**meso4-df**")[1].split("\n")[0]
+
+
 def test_analyze_unreadable_upload_is_a_clear_message(meso_weights, monkeypatch):
     monkeypatch.setenv("TBD_WEIGHTS", str(meso_weights))
     at = _app("pages/1_Analyze.py").run()

@@ -90,13 +90,20 @@ def cmd_analyze(args) -> int:
     if args.frames < 1:
         _err("--frames must be at least 1")
         return 2
-    analyzer = _analyzer(args)
-    _log(f"models: {', '.join(analyzer.detectors)} (loaded in {analyzer.load_s:.1f} s on {analyzer.device})")
+    from .analyze import Analyzer, default_model_names, load_policy
+    from .models.checkpoint import discover_models
+
+    ensemble = _models_arg(args.models) or default_model_names(discover_models(), load_policy())
+    beside = [m for m in _models_arg(args.beside) or [] if m not in ensemble]
+    analyzer = Analyzer(models=(ensemble + beside) or None, device=args.device, face_threshold=args.face_threshold)
+    _log(f"models: {', '.join(analyzer.detectors)} (loaded in {analyzer.load_s:.1f} s on {analyzer.device})"
+         + (f"; outside the verdict: {', '.join(beside)}" if beside else ""))
     results, status = [], 0
     for i, path in enumerate(args.paths):
         try:
             bar = _StageBar(path) if not args.quiet else None
-            a = analyzer.analyze(path, frames=args.frames, cam=args.cam, progress=bar)
+            a = analyzer.analyze(path, frames=args.frames, cam=args.cam, progress=bar,
+                                 ensemble_models=[m for m in analyzer.detectors if m not in beside])
             if bar:
                 bar.close()
         except MediaError as e:
@@ -303,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("paths", nargs="+")
     a.add_argument("--frames", type=int, default=32, help="frames sampled uniformly over the whole video (32)")
     a.add_argument("--face-threshold", type=float, default=0.9, help="face confirmation threshold (0.9)")
-    a.add_argument("--models", help="comma-separated model names (default ensemble if omitted)")
+    a.add_argument("--models", help="comma-separated model names that form the verdict (default ensemble if omitted)")
+    a.add_argument("--beside", help="comma-separated model names scored and reported but kept out of the verdict")
     a.add_argument("--json", metavar="FILE|-", help="write the JSON result (- for stdout)")
     a.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML case report")
     a.add_argument("--cam", action="store_true", help="compute Grad-CAM heatmaps (shown in the report)")

@@ -137,3 +137,13 @@ def test_refuses_to_overwrite_input(tmp_path, meso_weights, face_image):
     p = run_cli("analyze", str(img), "--report", str(img), "--quiet", env={"TBD_WEIGHTS": str(meso_weights)})
     assert p.returncode != 0 and "refusing to overwrite" in p.stderr
     assert img.read_bytes() == original
+
+
+def test_models_beside_the_verdict(meso_weights, face_image):
+    p = run_cli("analyze", str(face_image), "--models", "meso4-df", "--beside", "mesoinception4-df", "--json", "-",
+                env={"TBD_WEIGHTS": str(meso_weights)})
+    assert p.returncode == 0, p.stderr
+    j = json.loads(p.stdout)
+    assert j["models"]["meso4-df"]["in_ensemble"] and not j["models"]["mesoinception4-df"]["in_ensemble"]
+    assert j["models"]["mesoinception4-df"]["fake_probability"] is not None
+    assert j["ensemble"]["members"] == ["meso4-df"] and "outside the verdict: mesoinception4-df" in p.stderr

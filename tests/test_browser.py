@@ -84,6 +84,7 @@ def test_upload_video_in_a_real_browser(server, tmp_path):
         page.wait_for_selector(".js-plotly-plot", timeout=60_000)
         assert page.locator(".js-plotly-plot").count() >= 2  # bars and timeline
         assert page.locator("[data-testid='stImage']").count() >= 2  # annotated frame and face crop
+        page.get_by_text("Download HTML case report").wait_for(timeout=60_000)  # the page renders top-down
         assert page.get_by_text("Download HTML case report").count() == 1
         assert page.get_by_text("Traceback").count() == 0
         shot = tmp_path / "analyze.png"

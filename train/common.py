@@ -136,6 +136,22 @@ class Augment:
 # ------------------------------------------------------------------------------------------ initialisation
 
 
+def add_augment_args(ap, unit: str) -> None:
+    """The augmentation and self-blend options both trainers share (`unit`: what one training item is)."""
+    ap.add_argument("--final-jpeg", type=int, nargs=2, metavar=("LO", "HI"),
+                    help=f"always re-encode training {unit} as JPEG at a quality in [LO, HI] after augmentation")
+    ap.add_argument("--clean", type=float, default=0.0,
+                    help=f"probability of an edge-preserving denoise of training {unit} (either class) before augmentation")
+    ap.add_argument("--sbi-profile", default="strong", choices=["strong", "mild"],
+                    help="resolution mismatch of the self-blend source copy (train.sbi.SOURCE_PROFILES)")
+
+
+def augment_from_args(args) -> "Augment | None":
+    if args.aug > 0 or args.final_jpeg or args.clean:
+        return Augment(p=args.aug, final_jpeg=args.final_jpeg, clean=args.clean)
+    return None
+
+
 def limit_per_group(rows: list[dict], k: int) -> list[dict]:
     """At most k rows of each group (evenly spaced over the group's rows in manifest order); k <= 0 keeps all."""
     if k <= 0:

@@ -28,6 +28,8 @@ from .common import (
     Augment,
     InitError,
     RunDir,
+    add_augment_args,
+    augment_from_args,
     binary_metrics,
     final_metrics,
     finish_run,
@@ -124,12 +126,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--aug", type=float, default=0.5, help="probability scale of the extreme augmentation (0 = off)")
-    ap.add_argument("--final-jpeg", type=int, nargs=2, metavar=("LO", "HI"),
-                    help="always re-encode training crops as JPEG at a quality in [LO, HI] after augmentation")
-    ap.add_argument("--clean", type=float, default=0.0,
-                    help="probability of an edge-preserving denoise of a training crop (either class) before augmentation")
-    ap.add_argument("--sbi-profile", default="strong", choices=["strong", "mild"],
-                    help="resolution mismatch of the self-blend source copy (train.sbi.SOURCE_PROFILES)")
+    add_augment_args(ap, "crops")
     ap.add_argument("--max-per-group", type=int, default=0,
                     help="at most N crops per LABELS.csv group in each split (e.g. frames of one clip; 0 = all)")
     ap.add_argument("--seed", type=int, default=0)
@@ -167,8 +164,7 @@ def main(argv=None) -> int:
     det = Detector(net, card).to(device)
     config = dict(vars(args), device=str(device), counts={k: len(v) for k, v in split.items()})
     run = RunDir(args.out, args.name, config)
-    augment = (Augment(p=args.aug, final_jpeg=args.final_jpeg, clean=args.clean)
-               if args.aug > 0 or args.final_jpeg or args.clean else None)
+    augment = augment_from_args(args)
     train_set = Samples(split["train"], args.task, augment, args.seed, args.sbi_profile)
     val_set = Samples(split["val"], args.task, None, args.seed + 1, args.sbi_profile)
     test_set = Samples(split["test"], args.task, None, args.seed + 2, args.sbi_profile) if split["test"] else None

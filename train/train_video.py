@@ -32,6 +32,8 @@ from .common import (
     Augment,
     InitError,
     RunDir,
+    add_augment_args,
+    augment_from_args,
     binary_metrics,
     final_metrics,
     finish_run,
@@ -147,10 +149,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dropout", type=float, default=0.4)
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--aug", type=float, default=0.5)
-    ap.add_argument("--sbi-profile", default="strong", choices=["strong", "mild"],
-                    help="resolution mismatch of the self-blend source copy (train.sbi.SOURCE_PROFILES)")
-    ap.add_argument("--final-jpeg", type=int, nargs=2, metavar=("LO", "HI"),
-                    help="always re-encode training clips as JPEG at a quality in [LO, HI] after augmentation")
+    add_augment_args(ap, "clips")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--max-minutes", type=float, default=0)
@@ -199,7 +198,7 @@ def main(argv=None) -> int:
         card.mean, card.std, card.interpolation = NORMALISATION[args.backbone]
     det = Detector(net, card).to(device)
     split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
-    augment = Augment(p=args.aug, final_jpeg=args.final_jpeg) if args.aug > 0 or args.final_jpeg else None
+    augment = augment_from_args(args)
     train_set = Clips(split["train"], args.task, args.frames, args.windows, augment, args.sbi_profile)
     val_set = Clips(split["val"], args.task, args.frames, 2, None, args.sbi_profile)
     test_set = Clips(split["test"], args.task, args.frames, 2, None, args.sbi_profile)
@@ -254,6 +253,8 @@ def main(argv=None) -> int:
                   f"{args.frames} frames, {args.size}px, weighted cross-entropy, early stopping {args.patience}, "
                   f"dropout {args.dropout}, {'frozen encoder' if args.freeze_encoder else 'end to end'}"
                   + (f", every clip re-encoded as JPEG q{args.final_jpeg[0]}-{args.final_jpeg[1]}" if args.final_jpeg else "")
+                  + (f", bilateral denoise p={args.clean}" if args.clean else "")
+                  + (f", SBI source profile {args.sbi_profile}" if args.task == "sbi" else "")
                   + f", seed {args.seed}",
         "sources": sorted({c["source"] for c in train_set.clips}),
     }, "validation/test: windows of the manifest's val/test clips" +

@@ -146,6 +146,18 @@ def add_augment_args(ap, unit: str) -> None:
                     help="resolution mismatch of the self-blend source copy (train.sbi.SOURCE_PROFILES)")
 
 
+def add_run_args(ap, unit: str) -> None:
+    """Seeding, device, budgets and where the run, checkpoint and card go: the same for both trainers."""
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--max-minutes", type=float, default=0, help="stop after the epoch that passes this budget")
+    ap.add_argument("--limit", type=int, default=0, help=f"use only N {unit} (smoke tests)")
+    ap.add_argument("--out", default="runs")
+    ap.add_argument("--ship", help="copy the checkpoint and card into this weights folder")
+    ap.add_argument("--data-desc", default="", help="training data description for the card")
+    ap.add_argument("--terms", default="research and non-commercial use only, as the training data's terms")
+
+
 def augment_from_args(args) -> "Augment | None":
     if args.aug > 0 or args.final_jpeg or args.clean:
         return Augment(p=args.aug, final_jpeg=args.final_jpeg, clean=args.clean)

@@ -29,6 +29,7 @@ from .common import (
     InitError,
     RunDir,
     add_augment_args,
+    add_run_args,
     augment_from_args,
     binary_metrics,
     final_metrics,
@@ -129,14 +130,7 @@ def main(argv=None) -> int:
     add_augment_args(ap, "crops")
     ap.add_argument("--max-per-group", type=int, default=0,
                     help="at most N crops per LABELS.csv group in each split (e.g. frames of one clip; 0 = all)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--max-minutes", type=float, default=0, help="stop after the epoch that passes this budget")
-    ap.add_argument("--limit", type=int, default=0, help="use only N training crops (smoke tests)")
-    ap.add_argument("--out", default="runs")
-    ap.add_argument("--ship", help="copy the checkpoint and card into this weights folder")
-    ap.add_argument("--data-desc", default="", help="training data description for the card")
-    ap.add_argument("--terms", default="research and non-commercial use only, as the training data's terms")
+    add_run_args(ap, "training crops")
     args = ap.parse_args(argv)
 
     seed_everything(args.seed)

@@ -33,6 +33,7 @@ from .common import (
     InitError,
     RunDir,
     add_augment_args,
+    add_run_args,
     augment_from_args,
     binary_metrics,
     final_metrics,
@@ -150,14 +151,7 @@ def main(argv=None) -> int:
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--aug", type=float, default=0.5)
     add_augment_args(ap, "clips")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--max-minutes", type=float, default=0)
-    ap.add_argument("--limit", type=int, default=0, help="use only N clips per split (smoke tests)")
-    ap.add_argument("--out", default="runs")
-    ap.add_argument("--ship")
-    ap.add_argument("--data-desc", default="")
-    ap.add_argument("--terms", default="research and non-commercial use only, as the training data's terms")
+    add_run_args(ap, "clips per split")
     args = ap.parse_args(argv)
 
     seed_everything(args.seed)

@@ -71,12 +71,12 @@ def split_files(data: Path, faces: Path) -> tuple[list[str], list[dict], list[di
         rows = [r for r in reader if r["label"] in ("real", "fake")]
     pool = [r for r in rows if _group(r) not in used]
     strata: dict[tuple, list[str]] = {}
+    seen: set[str] = set()  # a group joins the stratum of its first row only
     for r in pool:
-        if r["path"].startswith("ffhq_vs_stylegan2/"):
+        if r["path"].startswith("ffhq_vs_stylegan2/") or _group(r) in seen:
             continue
-        key = (r["media"], r["label"], r["dataset"])
-        if _group(r) not in {g for v in strata.values() for g in v}:
-            strata.setdefault(key, []).append(_group(r))
+        seen.add(_group(r))
+        strata.setdefault((r["media"], r["label"], r["dataset"]), []).append(_group(r))
     val_groups = {g for groups in strata.values()
                   for i, g in enumerate(sorted(groups, key=lambda g: hashlib.sha1(g.encode()).hexdigest())) if i % 3 == 1}
     val = [r for r in rows if _group(r) in gan_val or _group(r) in val_groups]

@@ -141,6 +141,7 @@ def test_tiny_training_run_learns_and_round_trips(tmp_path):
     det = load_detector(tmp_path / "weights" / "tiny.json")  # through core, SHA-256 checked
     card = det.card
     assert card.input_size == 64 and card.mean == [0.5] * 3 and card.interpolation == "bicubic"
+    assert card.crop == {"size": 256, "margin": 0.3}  # inference cuts the crops the manifest was cut with
     assert card.thresholds["real_below"] <= card.thresholds["decision"] <= card.thresholds["fake_above"]
     crops = [np.asarray(Image.open(tmp_path / f"crops/{lab}{i}.png")) for i in range(8) for lab in ("real", "fake")]
     p = det.predict(crops)
@@ -288,3 +289,94 @@ def test_auc_interval_brackets_the_estimate():
     perfect = [_file("fake" if i % 2 else "real", "video", m=float(i % 2)) for i in range(20)]
     assert auc_ci95(perfect, "m", n_boot=50) == [1.0, 1.0]
     assert auc_ci95(perfect[:3], "m") is None  # too few to resample
+
+
+def _dlib():
+    return pytest.importorskip("dlib", reason="training requirements (make train-setup)")
+
+
+def test_dlib68_landmarks_on_real_faces_and_cached_beside_the_manifest(tmp_path, shared_data, monkeypatch):
+    """Two FFHQ faces through extract_faces, then dlib's 68 points: on the face (eyes beside MTCNN's eye points,
+    chin below the mouth), the 5-point box estimate close to HOG's box, and the side file reused."""
+    need_shared(shared_data / "ffhq_vs_stylegan2")
+    _dlib()
+    from train import landmarks as lmk
+    from train.common import read_manifests
+    from train.extract_faces import main
+
+    files = sorted((shared_data / "ffhq_vs_stylegan2/real").glob("*.jpg"))[:2]
+    labels = tmp_path / "LABELS.csv"
+    labels.write_text("path,media,label,dataset,method,group\n"
+                      + "".join(f"{f},image,real,FFHQ,,g{i}\n" for i, f in enumerate(files)))
+    assert main([str(labels), "--out", str(tmp_path / "faces")]) == 0
+    manifest = tmp_path / "faces" / "manifest.csv"
+    five = {r["crop"]: r["landmarks"] for r in read_manifests([manifest])}
+    rows = read_manifests([manifest], "dlib68")
+    assert (tmp_path / "faces" / lmk.SIDE_FILE).exists()
+    marker = lmk.Landmarker68()
+    for r in rows:
+        pts = np.asarray(r["landmarks"])
+        assert pts.shape == (68, 2) and np.all((pts > -25) & (pts < 281))  # a chin may lie past a clamped crop
+        assert np.mean((pts > 0) & (pts < 256)) > 0.9
+        f5 = np.asarray(five[r["crop"]])
+        eye_d = np.linalg.norm(f5[1] - f5[0])
+        eyes68 = np.stack([pts[36:42].mean(0), pts[42:48].mean(0)])
+        assert np.linalg.norm(eyes68 - f5[:2], axis=1).max() < 0.25 * eye_d
+        assert pts[8, 1] > f5[3:5, 1].mean() + 0.3 * eye_d  # chin below the mouth
+        crop = np.asarray(Image.open(r["crop_path"]))
+        hog = marker.detector(crop, 0)[0]
+        est = lmk.box_from_five(f5)
+        from core.faces import box_iou
+
+        assert box_iou([hog.left(), hog.top(), hog.right(), hog.bottom()], est) > 0.6
+        pts_est, estimated = marker(crop[:, ::-1].copy() * 0, f5)  # no face for HOG: placed from the 5 points
+        assert estimated and pts_est is not None
+    monkeypatch.setattr(lmk, "Landmarker68", lambda: pytest.fail("the side file should have been reused"))
+    assert [r["landmarks"] for r in read_manifests([manifest], "dlib68")] == [r["landmarks"] for r in rows]
+
+
+def test_sbi_mask_from_68_points_follows_jaw_and_brows():
+    theta = np.linspace(np.pi, 0, 17)  # jaw from the left ear down round the chin to the right ear
+    jaw = np.stack([128 - 70 * np.cos(theta), 110 + 100 * np.sin(theta)], 1)
+    brows = np.stack([np.linspace(75, 181, 10), np.full(10, 95.0)], 1)
+    rest = np.tile([[128.0, 150.0]], (41, 1))  # nose, eyes, mouth: inside the hull, unused by the outline
+    pts = np.concatenate([jaw, brows, rest]).tolist()
+    img = _face(1)
+    for seed in range(6):
+        p = sample_params(np.random.default_rng(seed))
+        fake, mask = self_blend(img, pts, p)
+        ys, xs = np.nonzero(mask > 0)
+        assert len(ys) > 4000
+        assert xs.min() > 20 and xs.max() < 236 and ys.max() < 240  # the jaw line bounds it (plus the blur)
+        assert ys.min() > 95 - 0.3 * 115 - 30  # lifted brows at most 30 % of brow-to-chin height, plus blur
+        assert mask[150, 128] > 0.9 * p.ratio  # the face centre is fully blended
+        outside = mask == 0
+        assert np.array_equal(fake[outside], img[outside])
+
+
+def test_sbi_training_with_dlib68_masks(tmp_path, shared_data):
+    need_shared(shared_data / "ffhq_vs_stylegan2")
+    _dlib()
+    from train.extract_faces import main
+    from train.train_image import main as train_image
+
+    files = sorted((shared_data / "ffhq_vs_stylegan2/real").glob("*.jpg"))[:6]
+    labels = tmp_path / "LABELS.csv"
+    labels.write_text("path,media,label,dataset,method,group\n"
+                      + "".join(f"{f},image,real,FFHQ,,g{i}\n" for i, f in enumerate(files)))
+    assert main([str(labels), "--out", str(tmp_path / "faces"), "--fractions", "0.5,0.5,0"]) == 0
+    assert train_image(["--manifest", str(tmp_path / "faces" / "manifest.csv"), "--task", "sbi", "--landmarks",
+                        "dlib68", "--name", "sbi68", "--backbone", "tf_efficientnet_lite0", "--init", "none",
+                        "--size", "64", "--epochs", "1", "--batch", "4", "--out", str(tmp_path / "runs"),
+                        "--ship", str(tmp_path / "w")]) == 0
+    card = json.loads((tmp_path / "w" / "sbi68.json").read_text())
+    assert "dlib's 68 points" in card["training"]["recipe"]
+
+
+def test_card_crop_comes_from_the_manifests():
+    from train.train_image import crop_spec
+
+    rows = [{"crop_size": "320", "crop_margin": "0.6"}] * 2
+    assert crop_spec(rows) == {"size": 320, "margin": 0.6}
+    with pytest.raises(ValueError, match="mix crop sizes"):
+        crop_spec(rows + [{"crop_size": "256", "crop_margin": "0.3"}])

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["fit_batches", "final_metrics", "finish_run", "ship", "seed_everything", "pick_device", "read_manifest", "Augment",
-           "init_backbone", "RunDir", "InitError", "load_crop", "binary_metrics", "choose_thresholds"]
+__all__ = ["fit_batches", "final_metrics", "finish_run", "ship", "seed_everything", "pick_device", "read_manifest",
+           "read_manifests", "Augment", "init_backbone", "RunDir", "InitError", "load_crop", "binary_metrics",
+           "choose_thresholds"]
 
 
 class InitError(RuntimeError):
@@ -48,6 +49,23 @@ def read_manifest(path: str | Path) -> list[dict]:
         r["crop_path"] = str(root / r["crop"])
         r["landmarks"] = json.loads(r["landmarks"]) if r.get("landmarks") else None
         r["frame"] = int(r.get("frame") or 0)
+    return rows
+
+
+def read_manifests(paths, landmarks: str = "mtcnn5") -> list[dict]:
+    """Rows of several manifests. `landmarks="dlib68"` swaps each crop's 5 MTCNN points for dlib's 68 (computed
+    once and cached beside each manifest by `train.landmarks`); crops dlib cannot place get None (never
+    self-blended)."""
+    rows = []
+    for m in paths:
+        part = read_manifest(m)
+        if landmarks == "dlib68":
+            from .landmarks import landmarks68_for
+
+            points = landmarks68_for(m, part)["points"]
+            for r in part:
+                r["landmarks"] = points.get(r["crop"])
+        rows += part
     return rows
 
 
@@ -144,6 +162,8 @@ def add_augment_args(ap, unit: str) -> None:
                     help=f"probability of an edge-preserving denoise of training {unit} (either class) before augmentation")
     ap.add_argument("--sbi-profile", default="strong", choices=["strong", "mild"],
                     help="resolution mismatch of the self-blend source copy (train.sbi.SOURCE_PROFILES)")
+    ap.add_argument("--landmarks", default="mtcnn5", choices=["mtcnn5", "dlib68"],
+                    help="self-blend masks from MTCNN's 5 points or dlib's 68 (train.landmarks; training extras)")
 
 
 def add_run_args(ap, unit: str) -> None:

@@ -2,11 +2,12 @@
 
 One real face crop is both target and source: the source copy gets colour and sharpness changes plus a small
 scale/translation, and is blended back into the untouched target through a mask built from facial landmarks
-(MTCNN's 5 points, extrapolated to the face outline), deformed elastically, eroded or dilated, and blurred.
+(MTCNN's 5 points extrapolated to the face outline, or dlib's 68 points: `train.landmarks`), deformed elastically,
+eroded or dilated, and blurred.
 Outside the mask the pseudo-fake is the original pixel for pixel, so the only evidence is the blending itself.
 For clips, one set of blend parameters serves every frame (masks follow each frame's landmarks).
 
-    python -m train.sbi --manifest .cache/faces/real/manifest.csv --out runs/sbi_examples.png
+    python -m train.sbi --manifest .cache/faces/real/manifest.csv --out runs/sbi_examples.png [--landmarks dlib68]
 """
 
 from __future__ import annotations
@@ -92,11 +93,26 @@ def _polygon(landmarks: np.ndarray, p: SBIParams) -> np.ndarray:
     return np.asarray(pts, np.float32)
 
 
+def _polygon68(landmarks: np.ndarray, p: SBIParams) -> np.ndarray:
+    """dlib's 68 points: the jaw line and the brows lifted towards the forehead (by 0-30 % of the brow-to-chin
+    height, from `axes[1]`), scaled about their centre by 0.92-1.04 (from `axes[0]`)."""
+    jaw, brows = landmarks[0:17], landmarks[17:27]
+    up = brows.mean(0) - landmarks[8]
+    height = max(float(np.linalg.norm(up)), 1.0)
+    lift = (p.axes[1] - 1.0) * 0.6 * height
+    pts = np.concatenate([jaw, brows + up / height * lift])
+    c = pts.mean(0)
+    scale = 0.92 + (p.axes[0] - 0.85) * 0.4
+    return (c + (pts - c) * scale).astype(np.float32)
+
+
 def face_mask(shape: tuple[int, int], landmarks, p: SBIParams) -> np.ndarray:
-    """Soft blend mask in [0, ratio] for an image of `shape` (H, W)."""
+    """Soft blend mask in [0, ratio] for an image of `shape` (H, W), from MTCNN's 5 points (an extrapolated
+    outline) or dlib's 68 (jaw line and brows)."""
     h, w = shape
     s = max(h, w) / 256.0
-    poly = _polygon(np.asarray(landmarks, np.float32), p)
+    pts = np.asarray(landmarks, np.float32)
+    poly = _polygon68(pts, p) if len(pts) == 68 else _polygon(pts, p)
     hull = cv2.convexHull(poly.astype(np.float32)).astype(np.int32)
     mask = np.zeros((h, w), np.float32)
     cv2.fillConvexPoly(mask, hull, 1.0)
@@ -179,7 +195,8 @@ def save_grid(crops: list[np.ndarray], landmarks: list, out: Path, seed: int = 0
 
 
 def main(argv=None) -> int:
-    from .common import load_crop, read_manifest
+    from .common import load_crop, read_manifests
+    from .landmarks import LandmarkError
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", required=True)
@@ -187,8 +204,13 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", default="strong", choices=sorted(SOURCE_PROFILES))
+    ap.add_argument("--landmarks", default="mtcnn5", choices=["mtcnn5", "dlib68"])
     args = ap.parse_args(argv)
-    rows = [r for r in read_manifest(args.manifest) if r["label"] == "real" and r["landmarks"]]
+    try:
+        rows = [r for r in read_manifests([args.manifest], args.landmarks) if r["label"] == "real" and r["landmarks"]]
+    except LandmarkError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     rng = np.random.default_rng(args.seed)
     pick = [rows[i] for i in rng.choice(len(rows), size=min(args.n, len(rows)), replace=False)]
     out = save_grid([load_crop(r["crop_path"]) for r in pick], [r["landmarks"] for r in pick], Path(args.out),

@@ -39,9 +39,10 @@ from .common import (
     limit_per_group,
     load_crop,
     pick_device,
-    read_manifest,
+    read_manifests,
     seed_everything,
 )
+from .landmarks import LANDMARK_DESC, LandmarkError
 from .sbi import sample_params, self_blend
 
 NORMALISATION = {  # timm pretrained configs: mean, std, interpolation
@@ -52,11 +53,22 @@ NORMALISATION = {  # timm pretrained configs: mean, std, interpolation
 }
 
 
-def build_card(args, name: str, architecture: str, config: dict, init_desc: str, frames: int = 1) -> ModelCard:
+def crop_spec(rows: list[dict]) -> dict:
+    """The crop size and margin the manifests were cut with: the card tells inference to cut the same crops.
+    Manifests cut differently cannot train one model."""
+    specs = {(int(r.get("crop_size") or CROP_SIZE), float(r.get("crop_margin") or CROP_MARGIN)) for r in rows}
+    if len(specs) > 1:
+        raise ValueError(f"the manifests mix crop sizes/margins {sorted(specs)}: extract them with one --size/--margin")
+    size, margin = specs.pop() if specs else (CROP_SIZE, CROP_MARGIN)
+    return {"size": size, "margin": margin}
+
+
+def build_card(args, name: str, architecture: str, config: dict, init_desc: str, frames: int = 1,
+               crop: dict | None = None) -> ModelCard:
     mean, std, interp = NORMALISATION[args.backbone]
     return ModelCard(name=name, architecture=architecture, config=config, input_size=args.size, mean=mean, std=std,
                      interpolation=interp, classes=["real", "fake"], output="softmax", frames=frames,
-                     crop={"size": CROP_SIZE, "margin": CROP_MARGIN}, license="see training.terms",
+                     crop=crop or {"size": CROP_SIZE, "margin": CROP_MARGIN}, license="see training.terms",
                      training={"init": init_desc})
 
 
@@ -135,7 +147,12 @@ def main(argv=None) -> int:
 
     seed_everything(args.seed)
     device = pick_device(args.device)
-    rows = [r for m in args.manifest for r in read_manifest(m)]
+    try:
+        rows = read_manifests(args.manifest, args.landmarks if args.task == "sbi" else "mtcnn5")
+        crop = crop_spec(rows)
+    except (LandmarkError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.task == "sbi":
         rows = [r for r in rows if r["label"] == "real"]
     split = {s: limit_per_group([r for r in rows if r["split"] == s], args.max_per_group)
@@ -154,7 +171,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     card = build_card(args, args.name, "image_classifier", {"backbone": args.backbone, "num_classes": 2},
-                      init_desc)
+                      init_desc, crop=crop)
     det = Detector(net, card).to(device)
     config = dict(vars(args), device=str(device), counts={k: len(v) for k, v in split.items()})
     run = RunDir(args.out, args.name, config)
@@ -198,7 +215,8 @@ def main(argv=None) -> int:
                   + (f", every crop re-encoded as JPEG q{args.final_jpeg[0]}-{args.final_jpeg[1]}" if args.final_jpeg else "")
                   + (f", at most {args.max_per_group} crops per group" if args.max_per_group else "")
                   + (f", bilateral denoise p={args.clean}" if args.clean else "")
-                  + (f", SBI source profile {args.sbi_profile}" if args.task == "sbi" else "")
+                  + (f", SBI source profile {args.sbi_profile}, masks from {LANDMARK_DESC[args.landmarks]}"
+                     if args.task == "sbi" else "")
                   + f", seed {args.seed}",
         "sources": sorted({r["source"] for r in split["train"]})[:2000],
     }, "validation/test: crops of the manifest's val/test splits" +

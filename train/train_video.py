@@ -42,11 +42,12 @@ from .common import (
     init_backbone,
     load_crop,
     pick_device,
-    read_manifest,
+    read_manifests,
     seed_everything,
 )
+from .landmarks import LANDMARK_DESC, LandmarkError
 from .sbi import self_blend_clip
-from .train_image import NORMALISATION, build_card, class_weights
+from .train_image import NORMALISATION, build_card, class_weights, crop_spec
 
 
 class Clips:
@@ -110,7 +111,8 @@ def load_encoder_from(net: nn.Module, card_path: str) -> dict:
     if missing or unexpected:
         raise InitError(f"encoder from {card.name} does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return {"name": card.name, "sha256": card.sha256, "input_size": card.input_size, "mean": card.mean,
-            "std": card.std, "interpolation": card.interpolation, "backbone": card.config.get("backbone")}
+            "std": card.std, "interpolation": card.interpolation, "backbone": card.config.get("backbone"),
+            "crop": card.crop}
 
 
 def run_epoch(det: Detector, data: Clips, order, bs, loss_fn, opt, scaler, device, rng, train, desc, freeze):
@@ -156,7 +158,12 @@ def main(argv=None) -> int:
 
     seed_everything(args.seed)
     device = pick_device(args.device)
-    rows = [r for m in args.manifest for r in read_manifest(m)]
+    try:
+        rows = read_manifests(args.manifest, args.landmarks if args.task == "sbi" else "mtcnn5")
+        crop = crop_spec(rows)
+    except (LandmarkError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.task == "sbi":
         rows = [r for r in rows if r["label"] == "real"]
     if args.arch == "swin_seq":
@@ -172,6 +179,9 @@ def main(argv=None) -> int:
             if enc["backbone"] != args.backbone:
                 raise InitError(f"--encoder-from {enc['name']} has backbone {enc['backbone']}, not {args.backbone}")
             args.size = enc["input_size"]
+            if enc["crop"] and {k: enc["crop"].get(k) for k in crop} != crop:
+                raise InitError(f"--encoder-from {enc['name']} was trained on crops {enc['crop']}, "
+                                f"the manifests have {crop}")
             init_desc = f"encoder from {enc['name']} ({enc['sha256'][:12]})"
         else:
             target = net.net if args.arch == "swin_seq" else net.encoder
@@ -185,7 +195,7 @@ def main(argv=None) -> int:
             return 2
         for p in net.encoder.parameters():
             p.requires_grad_(False)
-    card = build_card(args, args.name, args.arch, config, init_desc, frames=args.frames)
+    card = build_card(args, args.name, args.arch, config, init_desc, frames=args.frames, crop=crop)
     if args.encoder_from:
         card.mean, card.std, card.interpolation = enc["mean"], enc["std"], enc["interpolation"]
     else:
@@ -248,7 +258,8 @@ def main(argv=None) -> int:
                   f"dropout {args.dropout}, {'frozen encoder' if args.freeze_encoder else 'end to end'}"
                   + (f", every clip re-encoded as JPEG q{args.final_jpeg[0]}-{args.final_jpeg[1]}" if args.final_jpeg else "")
                   + (f", bilateral denoise p={args.clean}" if args.clean else "")
-                  + (f", SBI source profile {args.sbi_profile}" if args.task == "sbi" else "")
+                  + (f", SBI source profile {args.sbi_profile}, masks from {LANDMARK_DESC[args.landmarks]}"
+                     if args.task == "sbi" else "")
                   + f", seed {args.seed}",
         "sources": sorted({c["source"] for c in train_set.clips}),
     }, "validation/test: windows of the manifest's val/test clips" +

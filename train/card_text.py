@@ -6,13 +6,15 @@ from pathlib import Path
 
 text = {
  "gan-face": ("Per-face detector of GAN-generated faces: EfficientNet-Lite0 (ImageNet init) fine-tuned on FFHQ photos "
-              "and frames of real talking-face clips vs StyleGAN2 faces from thispersondoesnotexist.com, on 224 px "
-              "face crops. Every training crop is re-encoded as JPEG (q60-95) so the two photo sources' different "
+              "and frames of real talking-face clips vs StyleGAN2 faces from thispersondoesnotexist.com, on wide "
+              "face crops (MTCNN box plus 60 % on every side, cut at 320 px and scored at 224 px: face, hair, ears "
+              "and some background). Every training crop is re-encoded as JPEG (q60-95) so the two photo sources' different "
               "compression histories stop separating them.",
               ["Knows one generator (StyleGAN2 via thispersondoesnotexist.com); diffusion models and other GANs are unseen.",
                "Small training set (309 FFHQ and 318 real-clip crops vs 112 fake); thresholds come from a validation "
                "split of 122 crops.",
-               "Calls many CelebA-HQ photos GAN-made. CelebA-HQ was produced with a JPEG-artefact-removal network and an "
+               "Scores many CelebA-HQ photos above its decision threshold (42 % of the evaluation's 31; 1 of them above the "
+               "ensemble's fake band). CelebA-HQ was produced with a JPEG-artefact-removal network and an "
                "adversarially trained 4x super-resolution network (Karras et al., ICLR 2018, appendix C), and its "
                "1024 px photos give cleaner crops than anything in training: read its score on studio-quality or "
                "AI-enhanced photos as 'processed by a network', not as 'synthetic person'.",
@@ -24,7 +26,8 @@ text = {
                ["Looks for blending boundaries and colour/sharpness mismatch inside the face: fully synthetic faces, "
                 "talking-head generators that re-render the whole frame, and diffusion videos are largely invisible to it.",
                 "Trained on about 1,170 real faces from roughly 50 identities (FFHQ and talking-face clips); "
-                "pseudo-fake masks come from MTCNN's 5 landmarks, coarser than the 68/81-point masks of the paper.",
+                "pseudo-fake masks come from MTCNN's 5 landmarks, coarser than the 68/81-point masks of the paper "
+                "(a variant with dlib's 68 points ranked this project's fakes no better on validation).",
                 "160 px input from a 256 px crop: fine blending artefacts of high-resolution swaps are partly lost.",
                 "On this project's labelled fakes (talking heads, swaps, StyleGAN2 faces) its scores run the wrong way "
                 "(AUC below 0.5 on the ensemble validation files), so it is not in the default ensemble; it is shipped "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -295,21 +296,27 @@ def _dlib():
     return pytest.importorskip("dlib", reason="training requirements (make train-setup)")
 
 
-def test_dlib68_landmarks_on_real_faces_and_cached_beside_the_manifest(tmp_path, shared_data, monkeypatch):
-    """Two FFHQ faces through extract_faces, then dlib's 68 points: on the face (eyes beside MTCNN's eye points,
-    chin below the mouth), the 5-point box estimate close to HOG's box, and the side file reused."""
-    need_shared(shared_data / "ffhq_vs_stylegan2")
-    _dlib()
-    from train import landmarks as lmk
-    from train.common import read_manifests
+def _ffhq_faces(tmp_path, shared_data, n: int, *extract_args) -> Path:
+    """The first n FFHQ photos of ../shared through extract_faces (one group each); returns the manifest."""
     from train.extract_faces import main
 
-    files = sorted((shared_data / "ffhq_vs_stylegan2/real").glob("*.jpg"))[:2]
+    need_shared(shared_data / "ffhq_vs_stylegan2")
+    files = sorted((shared_data / "ffhq_vs_stylegan2/real").glob("*.jpg"))[:n]
     labels = tmp_path / "LABELS.csv"
     labels.write_text("path,media,label,dataset,method,group\n"
                       + "".join(f"{f},image,real,FFHQ,,g{i}\n" for i, f in enumerate(files)))
-    assert main([str(labels), "--out", str(tmp_path / "faces")]) == 0
-    manifest = tmp_path / "faces" / "manifest.csv"
+    assert main([str(labels), "--out", str(tmp_path / "faces"), *extract_args]) == 0
+    return tmp_path / "faces" / "manifest.csv"
+
+
+def test_dlib68_landmarks_on_real_faces_and_cached_beside_the_manifest(tmp_path, shared_data, monkeypatch):
+    """Two FFHQ faces through extract_faces, then dlib's 68 points: on the face (eyes beside MTCNN's eye points,
+    chin below the mouth), the 5-point box estimate close to HOG's box, and the side file reused."""
+    _dlib()
+    from train import landmarks as lmk
+    from train.common import read_manifests
+
+    manifest = _ffhq_faces(tmp_path, shared_data, 2)
     five = {r["crop"]: r["landmarks"] for r in read_manifests([manifest])}
     rows = read_manifests([manifest], "dlib68")
     assert (tmp_path / "faces" / lmk.SIDE_FILE).exists()
@@ -355,17 +362,11 @@ def test_sbi_mask_from_68_points_follows_jaw_and_brows():
 
 
 def test_sbi_training_with_dlib68_masks(tmp_path, shared_data):
-    need_shared(shared_data / "ffhq_vs_stylegan2")
     _dlib()
-    from train.extract_faces import main
     from train.train_image import main as train_image
 
-    files = sorted((shared_data / "ffhq_vs_stylegan2/real").glob("*.jpg"))[:6]
-    labels = tmp_path / "LABELS.csv"
-    labels.write_text("path,media,label,dataset,method,group\n"
-                      + "".join(f"{f},image,real,FFHQ,,g{i}\n" for i, f in enumerate(files)))
-    assert main([str(labels), "--out", str(tmp_path / "faces"), "--fractions", "0.5,0.5,0"]) == 0
-    assert train_image(["--manifest", str(tmp_path / "faces" / "manifest.csv"), "--task", "sbi", "--landmarks",
+    manifest = _ffhq_faces(tmp_path, shared_data, 6, "--fractions", "0.5,0.5,0")
+    assert train_image(["--manifest", str(manifest), "--task", "sbi", "--landmarks",
                         "dlib68", "--name", "sbi68", "--backbone", "tf_efficientnet_lite0", "--init", "none",
                         "--size", "64", "--epochs", "1", "--batch", "4", "--out", str(tmp_path / "runs"),
                         "--ship", str(tmp_path / "w")]) == 0
@@ -374,7 +375,7 @@ def test_sbi_training_with_dlib68_masks(tmp_path, shared_data):
 
 
 def test_card_crop_comes_from_the_manifests():
-    from train.train_image import crop_spec
+    from train.common import crop_spec
 
     rows = [{"crop_size": "320", "crop_margin": "0.6"}] * 2
     assert crop_spec(rows) == {"size": 320, "margin": 0.6}

@@ -16,9 +16,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.faces import CROP_MARGIN, CROP_SIZE
+
 __all__ = ["fit_batches", "final_metrics", "finish_run", "ship", "seed_everything", "pick_device", "read_manifest",
-           "read_manifests", "Augment", "init_backbone", "RunDir", "InitError", "load_crop", "binary_metrics",
-           "choose_thresholds"]
+           "read_manifests", "training_rows", "crop_spec", "Augment", "init_backbone", "RunDir", "InitError",
+           "load_crop", "binary_metrics", "choose_thresholds"]
 
 
 class InitError(RuntimeError):
@@ -67,6 +69,26 @@ def read_manifests(paths, landmarks: str = "mtcnn5") -> list[dict]:
                 r["landmarks"] = points.get(r["crop"])
         rows += part
     return rows
+
+
+def crop_spec(rows: list[dict]) -> dict:
+    """The crop size and margin the manifests were cut with: the card tells inference to cut the same crops.
+    Manifests cut differently cannot train one model."""
+    specs = {(int(r.get("crop_size") or CROP_SIZE), float(r.get("crop_margin") or CROP_MARGIN)) for r in rows}
+    if len(specs) > 1:
+        raise ValueError(f"the manifests mix crop sizes/margins {sorted(specs)}: extract them with one --size/--margin")
+    size, margin = specs.pop() if specs else (CROP_SIZE, CROP_MARGIN)
+    return {"size": size, "margin": margin}
+
+
+def training_rows(args) -> tuple[list[dict], dict]:
+    """A trainer's rows (`--manifest`, repeatable; real rows only for `--task sbi`, with `--landmarks` points) and
+    the crop spec they were cut with. Raises LandmarkError or ValueError with a one-line reason."""
+    rows = read_manifests(args.manifest, args.landmarks if args.task == "sbi" else "mtcnn5")
+    crop = crop_spec(rows)
+    if args.task == "sbi":
+        rows = [r for r in rows if r["label"] == "real"]
+    return rows, crop
 
 
 def load_crop(path: str) -> np.ndarray:

@@ -39,8 +39,8 @@ from .common import (
     limit_per_group,
     load_crop,
     pick_device,
-    read_manifests,
     seed_everything,
+    training_rows,
 )
 from .landmarks import LANDMARK_DESC, LandmarkError
 from .sbi import sample_params, self_blend
@@ -51,16 +51,6 @@ NORMALISATION = {  # timm pretrained configs: mean, std, interpolation
     "resnext50_32x4d": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic"),
     "swin_tiny_patch4_window7_224": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic"),
 }
-
-
-def crop_spec(rows: list[dict]) -> dict:
-    """The crop size and margin the manifests were cut with: the card tells inference to cut the same crops.
-    Manifests cut differently cannot train one model."""
-    specs = {(int(r.get("crop_size") or CROP_SIZE), float(r.get("crop_margin") or CROP_MARGIN)) for r in rows}
-    if len(specs) > 1:
-        raise ValueError(f"the manifests mix crop sizes/margins {sorted(specs)}: extract them with one --size/--margin")
-    size, margin = specs.pop() if specs else (CROP_SIZE, CROP_MARGIN)
-    return {"size": size, "margin": margin}
 
 
 def build_card(args, name: str, architecture: str, config: dict, init_desc: str, frames: int = 1,
@@ -148,13 +138,10 @@ def main(argv=None) -> int:
     seed_everything(args.seed)
     device = pick_device(args.device)
     try:
-        rows = read_manifests(args.manifest, args.landmarks if args.task == "sbi" else "mtcnn5")
-        crop = crop_spec(rows)
+        rows, crop = training_rows(args)
     except (LandmarkError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.task == "sbi":
-        rows = [r for r in rows if r["label"] == "real"]
     split = {s: limit_per_group([r for r in rows if r["split"] == s], args.max_per_group)
              for s in ("train", "val", "test")}
     if args.limit:

@@ -42,12 +42,12 @@ from .common import (
     init_backbone,
     load_crop,
     pick_device,
-    read_manifests,
     seed_everything,
+    training_rows,
 )
 from .landmarks import LANDMARK_DESC, LandmarkError
 from .sbi import self_blend_clip
-from .train_image import NORMALISATION, build_card, class_weights, crop_spec
+from .train_image import NORMALISATION, build_card, class_weights
 
 
 class Clips:
@@ -159,13 +159,10 @@ def main(argv=None) -> int:
     seed_everything(args.seed)
     device = pick_device(args.device)
     try:
-        rows = read_manifests(args.manifest, args.landmarks if args.task == "sbi" else "mtcnn5")
-        crop = crop_spec(rows)
+        rows, crop = training_rows(args)
     except (LandmarkError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.task == "sbi":
-        rows = [r for r in rows if r["label"] == "real"]
     if args.arch == "swin_seq":
         args.backbone, args.size = "swin_tiny_patch4_window7_224", 224
         net = create_model("swin_seq", backbone=args.backbone, img_size=224)

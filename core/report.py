@@ -144,8 +144,8 @@ def render_html(a: Analysis, title: str = "TBD case report") -> str:
            + (f" &mdash; ensemble P(fake) = {p:.3f}" if p is not None else "") + "</div>",
            f"<p>{esc(a.ensemble.get('reason', ''))}. Bands: real below "
            f"{a.ensemble.get('thresholds', {}).get('real_below', '-')}, fake at or above "
-           f"{a.ensemble.get('thresholds', {}).get('fake_above', '-')}, uncertain between. Votes: "
-           f"{esc(str(a.ensemble.get('votes', {})))}.</p>",
+           f"{a.ensemble.get('thresholds', {}).get('fake_above', '-')}, uncertain between. Votes of the verdict's "
+           f"models: {esc(', '.join(f'{n} {k}' for k, n in a.ensemble.get('votes', {}).items()) or 'none')}.</p>",
            "<h2>Per-model probabilities</h2>", _bars_svg(a),
            "<h2>Timeline</h2><p>Highest per-face P(fake) of each model in each sampled frame.</p>", _timeline_svg(a),
            "<h2>Input</h2><table>"]

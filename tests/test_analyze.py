@@ -77,6 +77,8 @@ def test_html_report_is_self_contained(clip_result, tmp_path):
     html = render_html(clip_result)
     assert clip_result.info.sha256 in html
     assert "Verdict:" in html and clip_result.verdict.replace("_", " ").upper() in html
+    votes = clip_result.ensemble.get("votes", {})
+    assert "Votes of the verdict's models: " + ", ".join(f"{n} {k}" for k, n in votes.items()) in html
     assert html.count("data:image/png;base64,") >= len(clip_result.faces) * 2
     assert not re.search(r"""(src|href)=["']https?://""", html)
     assert "<svg" in html and "Grad-CAM" in html

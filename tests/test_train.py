@@ -381,3 +381,16 @@ def test_card_crop_comes_from_the_manifests():
     assert crop_spec(rows) == {"size": 320, "margin": 0.6}
     with pytest.raises(ValueError, match="mix crop sizes"):
         crop_spec(rows + [{"crop_size": "256", "crop_margin": "0.3"}])
+
+
+def test_missing_68_point_model_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    from train import landmarks as lmk
+
+    monkeypatch.setattr(lmk.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(lmk, "DEBIAN_PATH", tmp_path / "absent.dat")
+    with pytest.raises(lmk.LandmarkError, match="make train-setup"):
+        lmk.predictor_path()
+    manifest = _tiny_manifest(tmp_path)
+    assert lmk.main([manifest]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "Traceback" not in err

@@ -338,8 +338,13 @@ def test_dlib68_landmarks_on_real_faces_and_cached_beside_the_manifest(tmp_path,
         assert box_iou([hog.left(), hog.top(), hog.right(), hog.bottom()], est) > 0.6
         pts_est, estimated = marker(crop[:, ::-1].copy() * 0, f5)  # no face for HOG: placed from the 5 points
         assert estimated and pts_est is not None
-    monkeypatch.setattr(lmk, "Landmarker68", lambda: pytest.fail("the side file should have been reused"))
-    assert [r["landmarks"] for r in read_manifests([manifest], "dlib68")] == [r["landmarks"] for r in rows]
+    with monkeypatch.context() as mp:
+        mp.setattr(lmk, "Landmarker68", lambda: pytest.fail("the side file should have been reused"))
+        assert [r["landmarks"] for r in read_manifests([manifest], "dlib68")] == [r["landmarks"] for r in rows]
+    # Extracting again rewrites the crops, so their cached points are dropped and computed afresh.
+    _ffhq_faces(tmp_path, shared_data, 1)
+    side = json.loads((tmp_path / "faces" / lmk.SIDE_FILE).read_text())
+    assert len(side["points"]) == 1 and rows[0]["crop"] not in side["points"]
 
 
 def test_sbi_mask_from_68_points_follows_jaw_and_brows():

@@ -24,6 +24,8 @@ from tqdm import tqdm
 from core.faces import CROP_MARGIN, CROP_SIZE, FaceDetector, crop_box, crop_face, link_tracks
 from core.media import MediaError, open_media
 
+from .landmarks import SIDE_FILE
+
 FIELDS = ["crop", "source", "label", "dataset", "method", "group", "split", "media", "frame", "time_s", "track",
           "box", "confidence", "landmarks", "crop_size", "crop_margin"]
 
@@ -40,6 +42,18 @@ def landmarks_in_crop(landmarks, box, width, height, size, margin) -> list[list[
     l, t, r, b = crop_box(box, width, height, margin=margin)
     sx, sy = size / max(r - l, 1), size / max(b - t, 1)
     return [[round((x - l) * sx, 2), round((y - t) * sy, 2)] for x, y in landmarks]
+
+
+def forget_landmarks68(out: Path, crops: set[str]) -> None:
+    """Crops just (re)written lose any cached 68-point landmarks (train.landmarks recomputes them on next use)."""
+    side = out / SIDE_FILE
+    if not crops or not side.exists():
+        return
+    cache = json.loads(side.read_text())
+    cache["points"] = {k: v for k, v in cache["points"].items() if k not in crops}
+    cache["estimated"] = [k for k in cache["estimated"] if k not in crops]
+    cache["missing"] = [k for k in cache["missing"] if k not in crops]
+    side.write_text(json.dumps(cache))
 
 
 def extract(rows: list[dict], root: Path, out: Path, frames: int, detector: FaceDetector, size: int, margin: float,
@@ -135,6 +149,7 @@ def main(argv=None) -> int:
         if new:
             w.writeheader()
         w.writerows(manifest)
+    forget_landmarks68(out, {m["crop"] for m in manifest})
     counts = {}
     for m in manifest:
         counts[(m["split"], m["label"])] = counts.get((m["split"], m["label"]), 0) + 1

@@ -73,7 +73,7 @@ def _bars_svg(a: Analysis) -> str:
     parts = [f'<svg width="640" height="{h}" role="img" aria-label="per-model probabilities">']
     for i, (n, m) in enumerate(rows):
         y = 10 + i * 34
-        label = n if m.get("in_ensemble", True) else f"{n} (not in verdict)"
+        label = n if m.get("in_ensemble", True) else f"{n} (outside the verdict)"
         parts.append(f'<text x="0" y="{y + 16}" font-size="13">{html.escape(label)}</text>')
         parts.append(f'<rect x="200" y="{y}" width="400" height="22" fill="#eee"/>')
         p = m.get("fake_probability")

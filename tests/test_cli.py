@@ -139,11 +139,14 @@ def test_refuses_to_overwrite_input(tmp_path, meso_weights, face_image):
     assert img.read_bytes() == original
 
 
-def test_models_beside_the_verdict(meso_weights, face_image):
+def test_models_beside_the_verdict(meso_weights, face_image, tmp_path):
+    report = tmp_path / "case.html"
     p = run_cli("analyze", str(face_image), "--models", "meso4-df", "--beside", "mesoinception4-df", "--json", "-",
-                env={"TBD_WEIGHTS": str(meso_weights)})
+                "--report", str(report), env={"TBD_WEIGHTS": str(meso_weights)})
     assert p.returncode == 0, p.stderr
     j = json.loads(p.stdout)
     assert j["models"]["meso4-df"]["in_ensemble"] and not j["models"]["mesoinception4-df"]["in_ensemble"]
     assert j["models"]["mesoinception4-df"]["fake_probability"] is not None
     assert j["ensemble"]["members"] == ["meso4-df"] and "outside the verdict: mesoinception4-df" in p.stderr
+    html = report.read_text()
+    assert "mesoinception4-df (outside the verdict)" in html and "meso4-df (outside" not in html

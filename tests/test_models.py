@@ -47,6 +47,7 @@ def test_registry_lists_every_design_architecture():
 @pytest.mark.parametrize("arch,config,shape", [
     ("image_classifier", {"backbone": "tf_efficientnet_lite0"}, (2, 3, 64, 64)),
     ("image_classifier", {"backbone": "efficientnet_b0"}, (2, 3, 64, 64)),
+    ("image_classifier", {"backbone": "swin_tiny_patch4_window7_224", "img_size": 96}, (2, 3, 96, 96)),
     ("cnn_lstm", {"backbone": "tf_efficientnet_lite0", "hidden": 32}, (2, 3, 3, 64, 64)),
     ("cnn_lstm", {"backbone": "resnext50_32x4d", "hidden": 32}, (1, 2, 3, 64, 64)),
     ("swin_seq", {"img_size": 224}, (1, 2, 3, 224, 224)),
@@ -182,6 +183,7 @@ def test_import_mesonet_checks_sha(tmp_path):
     ("meso4", {}, 256, 1),
     ("mesoinception4", {}, 256, 1),
     ("image_classifier", {"backbone": "tf_efficientnet_lite0"}, 96, 1),
+    ("image_classifier", {"backbone": "swin_tiny_patch4_window7_224", "img_size": 96}, 96, 1),
     ("cnn_lstm", {"backbone": "tf_efficientnet_lite0", "hidden": 16}, 96, 4),
     ("swin_seq", {"img_size": 224}, 224, 2),
 ])

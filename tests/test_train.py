@@ -102,6 +102,34 @@ def test_timm_hub_init_fails_clearly_offline(monkeypatch):
         init_backbone(torch.nn.Linear(2, 2), "efficientnet_b0", "timm-hub")
 
 
+def test_timm_hub_init_builds_swin_weights_for_the_models_input_size(monkeypatch):
+    """With internet, timm resizes Swin's position tables when asked for the model's input size; weights that still
+    do not fit are a clear error, never a silent partial load."""
+    import timm
+
+    real, seen = timm.create_model, []
+
+    def hub(name, pretrained=False, **kw):  # stands in for the download: same shapes, other values
+        seen.append(dict(kw, pretrained=pretrained))
+        torch.manual_seed(len(seen))
+        return real(name, pretrained=False, **kw)
+
+    monkeypatch.setattr(timm, "create_model", hub)
+    net = create_model("image_classifier", backbone="swin_tiny_patch4_window7_224", img_size=96).net
+    assert init_backbone(net, "swin_tiny_patch4_window7_224", "timm-hub") == \
+        "ImageNet (swin_tiny_patch4_window7_224, timm hub)"
+    assert seen[-1]["pretrained"] and tuple(seen[-1]["img_size"]) == (96, 96)
+    torch.manual_seed(len(seen))  # the same values as the 'download' above
+    ref = real("swin_tiny_patch4_window7_224", pretrained=False, img_size=(96, 96), num_classes=0)
+    assert torch.equal(net.state_dict()["layers.2.blocks.0.attn.relative_position_bias_table"],
+                       ref.state_dict()["layers.2.blocks.0.attn.relative_position_bias_table"])
+
+    monkeypatch.setattr(timm, "create_model", lambda name, pretrained=False, **kw: real(
+        name, pretrained=False, num_classes=0))  # a hub model built for 224 px
+    with pytest.raises(InitError, match="do not fit"):
+        init_backbone(net, "swin_tiny_patch4_window7_224", "timm-hub")
+
+
 def _tiny_manifest(tmp_path, n=12) -> str:
     """Real = smooth faces, fake = faces with a bright high-frequency patch: learnable in a few steps."""
     (tmp_path / "crops").mkdir()
@@ -150,6 +178,24 @@ def test_tiny_training_run_learns_and_round_trips(tmp_path):
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(y, p) > 0.9  # it learned the training task
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet_b0", "resnext50_32x4d", "swin_tiny_patch4_window7_224"])
+def test_every_image_backbone_trains_and_loads_through_core(tmp_path, backbone):
+    """The design's other backbones (no offline ImageNet weights: --init none): one short epoch, then the shipped
+    checkpoint loads through core with the architecture it was trained with and scores crops."""
+    from train.train_image import NORMALISATION, main
+
+    manifest = _tiny_manifest(tmp_path)
+    rc = main(["--manifest", manifest, "--task", "binary", "--name", "bb", "--backbone", backbone, "--init", "none",
+               "--size", "64", "--epochs", "1", "--batch", "8", "--limit", "8", "--aug", "0",
+               "--out", str(tmp_path / "runs"), "--ship", str(tmp_path / "w")])
+    assert rc == 0
+    det = load_detector(tmp_path / "w" / "bb.json")
+    assert det.card.config["backbone"] == backbone and det.net.backbone_name == backbone
+    assert det.card.input_size == 64 and det.card.mean == NORMALISATION[backbone][0]
+    p = det.predict([_face(0), _face(1)])
+    assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
 
 
 def test_sbi_training_and_temporal_run(tmp_path):

@@ -256,12 +256,20 @@ def init_backbone(net: torch.nn.Module, backbone: str, init: str) -> str:
     if init == "timm-hub":
         import timm
 
+        kw = {}
+        if backbone.startswith("swin"):  # timm resizes the hub's position tables to this model's input size
+            kw["img_size"] = tuple(net.patch_embed.img_size)
         try:
-            ref = timm.create_model(backbone, pretrained=True, num_classes=0)
+            ref = timm.create_model(backbone, pretrained=True, num_classes=0, **kw)
         except Exception as e:
             raise InitError(f"--init timm-hub could not download {backbone} weights ({type(e).__name__}: "
                             f"{str(e).splitlines()[0][:120] if str(e) else ''}); this needs internet access. "
                             "Offline, use --init imagenet-lite0 with tf_efficientnet_lite0, or --init none") from None
+        target = net.state_dict()
+        unfit = [k for k, v in ref.state_dict().items() if k in target and target[k].shape != v.shape]
+        if unfit:
+            raise InitError(f"timm hub weights for {backbone} do not fit this model ({len(unfit)} tensors differ in "
+                            f"shape, e.g. {unfit[0]})")
         net.load_state_dict(ref.state_dict(), strict=False)
         return f"ImageNet ({backbone}, timm hub)"
     raise InitError(f"unknown --init {init!r}")

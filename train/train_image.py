@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     ap.add_argument("--name", required=True, help="model name (checkpoint and card file names)")
     ap.add_argument("--display-name", default="")
     ap.add_argument("--backbone", default="efficientnet_b0",
-                    choices=["efficientnet_b0", "tf_efficientnet_lite0", "resnext50_32x4d"])
+                    choices=sorted(NORMALISATION))
     ap.add_argument("--init", default="imagenet-lite0", choices=["imagenet-lite0", "timm-hub", "none"])
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=10)
@@ -151,14 +151,16 @@ def main(argv=None) -> int:
     if not split["train"] or not split["val"]:
         print("error: the manifest needs train and val rows", file=sys.stderr)
         return 2
-    net = create_model("image_classifier", backbone=args.backbone, num_classes=2, drop_rate=0.2)
+    arch_config = {"backbone": args.backbone, "num_classes": 2}
+    if args.backbone.startswith("swin"):  # Swin's window grid is built for one input size
+        arch_config["img_size"] = args.size
+    net = create_model("image_classifier", drop_rate=0.2, **arch_config)
     try:
         init_desc = init_backbone(net.net, args.backbone, args.init)
     except InitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    card = build_card(args, args.name, "image_classifier", {"backbone": args.backbone, "num_classes": 2},
-                      init_desc, crop=crop)
+    card = build_card(args, args.name, "image_classifier", arch_config, init_desc, crop=crop)
     det = Detector(net, card).to(device)
     config = dict(vars(args), device=str(device), counts={k: len(v) for k, v in split.items()})
     run = RunDir(args.out, args.name, config)

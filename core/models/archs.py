@@ -1,7 +1,8 @@
 """The detector architectures. Every network returns class logits; `Detector` (checkpoint.py) turns them into a
 single fake logit using the class order in the model card.
 
-- `image_classifier`: a timm CNN (efficientnet_b0, tf_efficientnet_lite0, ...) on one face crop.
+- `image_classifier`: a timm backbone (efficientnet_b0, tf_efficientnet_lite0, resnext50_32x4d or
+  swin_tiny_patch4_window7_224) on one face crop.
 - `cnn_lstm`: a timm CNN encoder per frame, LSTM over frames with temporal LayerNorm, LeakyReLU head, dropout.
 - `swin_seq`: Swin-T per frame, logits averaged over the sequence.
 - `meso4`, `mesoinception4`: MesoNet (Afchar et al., 2018) ported so the published Keras weights load.
@@ -28,16 +29,23 @@ def _timm(backbone: str, **kw) -> nn.Module:
 
 
 class ImageClassifier(nn.Module):
-    def __init__(self, backbone: str = "efficientnet_b0", num_classes: int = 2, drop_rate: float = 0.2):
+    """One face crop -> class logits. A Swin backbone is built for `img_size` (its window grid is fixed) and gets
+    Grad-CAM's token-to-map reshape; CNN backbones take any input size."""
+
+    def __init__(self, backbone: str = "efficientnet_b0", num_classes: int = 2, drop_rate: float = 0.2,
+                 img_size: int = 224):
         super().__init__()
         self.backbone_name = backbone
-        self.net = _timm(backbone, num_classes=num_classes, drop_rate=drop_rate)
+        kw = {"img_size": img_size} if _is_swin(backbone) else {}
+        self.net = _timm(backbone, num_classes=num_classes, drop_rate=drop_rate, **kw)
+        if _is_swin(backbone):
+            self.reshape_transform = _swin_tokens_to_map
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def cam_layer(self) -> nn.Module:
-        return _last_conv_stage(self.net)
+        return _swin_cam_layer(self.net) if _is_swin(self.backbone_name) else _last_conv_stage(self.net)
 
 
 class CnnLstm(nn.Module):
@@ -87,16 +95,28 @@ class SwinSequence(nn.Module):
         return self.net(x.flatten(0, 1)).view(b, f, -1).mean(dim=1)
 
     def cam_layer(self) -> nn.Module:
-        return self.net.layers[-1].blocks[-1].norm1
+        return _swin_cam_layer(self.net)
 
     @staticmethod
     def reshape_transform(t: torch.Tensor) -> torch.Tensor:
-        # timm Swin blocks keep (B, H, W, C); Grad-CAM wants (B, C, H, W).
-        if t.dim() == 4:
-            return t.permute(0, 3, 1, 2)
-        b, n, c = t.shape
-        s = int(n**0.5)
-        return t.reshape(b, s, s, c).permute(0, 3, 1, 2)
+        return _swin_tokens_to_map(t)
+
+
+def _is_swin(backbone: str) -> bool:
+    return backbone.startswith("swin")
+
+
+def _swin_cam_layer(net: nn.Module) -> nn.Module:
+    return net.layers[-1].blocks[-1].norm1
+
+
+def _swin_tokens_to_map(t: torch.Tensor) -> torch.Tensor:
+    """timm Swin blocks keep (B, H, W, C) (older versions (B, H*W, C)); Grad-CAM wants (B, C, H, W)."""
+    if t.dim() == 4:
+        return t.permute(0, 3, 1, 2)
+    b, n, c = t.shape
+    s = int(n**0.5)
+    return t.reshape(b, s, s, c).permute(0, 3, 1, 2)
 
 
 def _last_conv_stage(net: nn.Module) -> nn.Module:
@@ -198,8 +218,9 @@ class MesoInception4(_MesoBase):
 
 
 @register_model("image_classifier")
-def image_classifier(backbone: str = "efficientnet_b0", num_classes: int = 2, drop_rate: float = 0.2, **_):
-    return ImageClassifier(backbone=backbone, num_classes=num_classes, drop_rate=drop_rate)
+def image_classifier(backbone: str = "efficientnet_b0", num_classes: int = 2, drop_rate: float = 0.2,
+                     img_size: int = 224, **_):
+    return ImageClassifier(backbone=backbone, num_classes=num_classes, drop_rate=drop_rate, img_size=img_size)
 
 
 @register_model("cnn_lstm")

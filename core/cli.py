@@ -253,6 +253,18 @@ def cmd_bench(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------- weights
+def _floats(text: str | None, what: str) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        vals = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{what} takes three comma-separated numbers (got {text!r})") from None
+    if len(vals) != 3:
+        raise ValueError(f"{what} takes three comma-separated numbers (got {text!r})")
+    return vals
+
+
 def cmd_weights(args) -> int:
     from .models.checkpoint import REPO_WEIGHTS, CardError, ModelCard, discover_models, load_detector, weights_dirs
 
@@ -284,6 +296,25 @@ def cmd_weights(args) -> int:
     from .models import mesonet
 
     out = Path(args.out) if args.out else fetched
+    if args.action == "import-torch":
+        from .models.torch_import import import_torch
+
+        need = [o for o in ("name", "arch", "backbone", "input_size") if not getattr(args, o)]
+        if need:
+            _err("import-torch needs " + ", ".join("--" + o.replace("_", "-") for o in need))
+            return 2
+        try:
+            card = import_torch(args.what, out, args.name, args.arch, args.backbone, args.input_size,
+                                frames=args.frames, classes=tuple(c.strip() for c in args.classes.split(",")),
+                                sigmoid=args.sigmoid, mean=_floats(args.mean, "--mean"),
+                                std=_floats(args.std, "--std"), interpolation=args.interpolation,
+                                crop_size=args.crop_size, crop_margin=args.crop_margin, data=args.data,
+                                license=args.license, force=args.force)
+        except (CardError, ValueError) as e:
+            _err(str(e))
+            return 1
+        print(f"installed {card} (not evaluated here; kept out of the default verdict)")
+        return 0
     try:
         if args.action == "fetch":
             if args.what != "mesonet":
@@ -352,17 +383,35 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     w = sub.add_parser("weights", help="list, verify, fetch or import model weights")
-    w.add_argument("action", choices=["list", "verify", "fetch", "import-mesonet"])
-    w.add_argument("what", nargs="?", default="", help="fetch: mesonet; import-mesonet: folder with the .h5 files")
+    w.add_argument("action", choices=["list", "verify", "fetch", "import-mesonet", "import-torch"])
+    w.add_argument("what", nargs="?", default="", help="fetch: mesonet; import-mesonet: folder with the .h5 files; "
+                   "import-torch: a .pth/.pt state dict or .safetensors file")
     w.add_argument("--out", help="destination folder (default weights/fetched)")
+    t = w.add_argument_group("import-torch (a model trained outside TBD)")
+    t.add_argument("--name", help="model name (file names and the name shown everywhere)")
+    t.add_argument("--arch", choices=["image_classifier", "cnn_lstm", "swin_seq"])
+    t.add_argument("--backbone", choices=["efficientnet_b0", "tf_efficientnet_lite0", "resnext50_32x4d",
+                                          "swin_tiny_patch4_window7_224"])
+    t.add_argument("--input-size", type=int, help="crop size the model was trained on, in pixels")
+    t.add_argument("--frames", type=int, default=1, help="sequence models: frames per clip it was trained on")
+    t.add_argument("--classes", default="real,fake", help="output order (default real,fake)")
+    t.add_argument("--sigmoid", action="store_true", help="one output logit for the second class")
+    t.add_argument("--mean", help="three values (default: timm's for the backbone)")
+    t.add_argument("--std", help="three values (default: timm's for the backbone)")
+    t.add_argument("--interpolation", choices=["bilinear", "bicubic", "nearest", "area"])
+    t.add_argument("--crop-size", type=int, default=256, help="face crop size before resizing (256)")
+    t.add_argument("--crop-margin", type=float, default=0.3, help="face crop margin around the box (0.3)")
+    t.add_argument("--data", default="", help="what it was trained on (goes into the card)")
+    t.add_argument("--license", default="", help="the weights' license or terms (goes into the card)")
+    t.add_argument("--force", action="store_true", help="replace an installed model of the same name")
     w.set_defaults(func=cmd_weights)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.cmd == "weights" and args.action in ("fetch", "import-mesonet") and not args.what:
-        _err("say what to fetch (mesonet) or which folder to import from")
+    if args.cmd == "weights" and args.action in ("fetch", "import-mesonet", "import-torch") and not args.what:
+        _err("say what to fetch (mesonet) or which folder or file to import from")
         return 2
     try:
         return int(args.func(args) or 0)

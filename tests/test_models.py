@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -243,3 +247,107 @@ def test_fetch_mesonet_verifies_and_converts(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(ConnectionError, match="cannot download"):
         mesonet.fetch_mesonet(tmp_path / "off")
+
+
+# ---------------------------------------------------------------------------------- importing foreign weights
+
+
+def _crops(n, size, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.mark.parametrize("sigmoid", [False, True])
+def test_import_torch_state_dict_scores_like_the_original(tmp_path, sigmoid):
+    """A timm EfficientNet-B0 trained elsewhere, saved the usual ways (DataParallel prefix, inside a training
+    checkpoint): imported, it gives the original's P(fake) and an honest card."""
+    import timm
+
+    from core.media import file_sha256
+    from core.models.torch_import import import_torch
+
+    torch.manual_seed(0)
+    orig = timm.create_model("efficientnet_b0", pretrained=False, num_classes=1 if sigmoid else 2).eval()
+    src = tmp_path / "effb0.pth"
+    torch.save({"epoch": 9, "optimizer": {"lr": 1e-3},
+                "state_dict": {f"module.{k}": v for k, v in orig.state_dict().items()}}, src)
+    card_path = import_torch(src, tmp_path / "w", "effb0-140k", "image_classifier", "efficientnet_b0", 128,
+                             sigmoid=sigmoid, data="Kaggle 140k real and fake faces")
+    det = load_detector(card_path)
+    crops = _crops(3, 128)
+    with torch.inference_mode():
+        out = orig(det.preprocess(crops))
+    expected = torch.sigmoid(out[:, 0]) if sigmoid else torch.softmax(out, 1)[:, 1]
+    np.testing.assert_allclose(det.predict(crops), expected.numpy(), atol=1e-5)
+    c = det.card
+    assert c.mean == [0.485, 0.456, 0.406] and c.interpolation == "bicubic" and c.output == (
+        "sigmoid" if sigmoid else "softmax")
+    assert c.metrics == {} and c.ensemble["default"] is False and "has not measured" in c.description
+    assert c.training["source_sha256"] == file_sha256(src) and c.training["data"] == "Kaggle 140k real and fake faces"
+    assert discover_models([tmp_path / "w"]).keys() == {"effb0-140k"}  # no temporary files left beside it
+
+
+def test_import_torch_cnn_lstm_and_bare_timm_swin(tmp_path):
+    """The design's sequence model: its LSTM size and depth come from the tensors; a bare timm Swin state dict
+    (no wrapper prefix) becomes a per-crop Swin classifier at its own input size, Grad-CAM included."""
+    import timm
+
+    from core.explain import gradcam
+    from core.models.torch_import import import_torch
+
+    torch.manual_seed(1)
+    seq = create_model("cnn_lstm", backbone="tf_efficientnet_lite0", hidden=24, num_layers=2).eval()
+    torch.save(seq.state_dict(), tmp_path / "lstm.pt")
+    det = load_detector(import_torch(tmp_path / "lstm.pt", tmp_path / "w", "lstm", "cnn_lstm", "tf_efficientnet_lite0",
+                                     64, frames=4))
+    assert det.card.config["hidden"] == 24 and det.card.config["num_layers"] == 2 and det.card.kind == "sequence"
+    clip = _crops(4, 64, seed=2)
+    with torch.inference_mode():
+        expected = torch.softmax(seq(det.preprocess(clip).unsqueeze(0)), 1)[0, 1].item()
+    assert det.predict_sequences([clip])[0] == pytest.approx(expected, abs=1e-5)
+
+    swin = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=2, img_size=96).eval()
+    from safetensors.torch import save_file
+
+    save_file(swin.state_dict(), str(tmp_path / "swin.safetensors"))
+    det = load_detector(import_torch(tmp_path / "swin.safetensors", tmp_path / "w", "swin", "image_classifier",
+                                     "swin_tiny_patch4_window7_224", 96))
+    crops = _crops(2, 96, seed=3)
+    with torch.inference_mode():
+        expected = torch.softmax(swin(det.preprocess(crops)), 1)[:, 1].numpy()
+    np.testing.assert_allclose(det.predict(crops), expected, atol=1e-5)
+    maps = gradcam(det, crops)
+    assert maps[0].shape == (96, 96) and np.isfinite(maps[0]).all()
+
+
+def test_import_torch_refuses_clearly_and_keeps_installed_models(tmp_path):
+    import timm
+
+    net = timm.create_model("efficientnet_b0", pretrained=False, num_classes=2)
+    torch.save(net.state_dict(), tmp_path / "b0.pth")
+    torch.save(net, tmp_path / "whole.pth")
+    out = tmp_path / "w"
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "core", "weights", "import-torch", *args, "--out", str(out)],
+                           capture_output=True, text=True, cwd=str(tmp_path),
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        return r.returncode, r.stderr.strip()
+
+    base = ["--arch", "image_classifier", "--input-size", "128"]
+    rc, err = cli(str(tmp_path / "b0.pth"), "--name", "b0", "--backbone", "efficientnet_b0", *base)
+    assert rc == 0, err
+    before = (out / "b0.safetensors").read_bytes(), (out / "b0.json").read_text()
+    cases = {
+        "holds Python objects": [str(tmp_path / "whole.pth"), "--name", "w", "--backbone", "efficientnet_b0"],
+        "do not fit this architecture": [str(tmp_path / "b0.pth"), "--name", "b0x", "--backbone", "resnext50_32x4d"],
+        "already exists": [str(tmp_path / "b0.pth"), "--name", "b0", "--backbone", "efficientnet_b0"],
+        "not found": [str(tmp_path / "nope.pth"), "--name", "n", "--backbone", "efficientnet_b0"],
+    }
+    for msg, args in cases.items():
+        rc, err = cli(*args, *base)
+        assert rc == 1 and msg in err and len(err.splitlines()) == 1 and "Traceback" not in err, (msg, err)
+    rc, err = cli(str(tmp_path / "b0.pth"), "--name", "x")
+    assert rc == 2 and "--arch" in err and "--backbone" in err and "--input-size" in err
+    assert ((out / "b0.safetensors").read_bytes(), (out / "b0.json").read_text()) == before
+    assert sorted(p.name for p in out.iterdir()) == ["b0.json", "b0.safetensors"]

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from core.faces import CROP_MARGIN, CROP_SIZE
 from core.models import ModelCard, create_model
+from core.models.archs import BACKBONE_NORMALISATION
 from core.models.checkpoint import Detector
 
 from .common import (
@@ -45,12 +46,7 @@ from .common import (
 from .landmarks import LANDMARK_DESC, LandmarkError
 from .sbi import sample_params, self_blend
 
-NORMALISATION = {  # timm pretrained configs: mean, std, interpolation
-    "tf_efficientnet_lite0": ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], "bicubic"),
-    "efficientnet_b0": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic"),
-    "resnext50_32x4d": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic"),
-    "swin_tiny_patch4_window7_224": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic"),
-}
+NORMALISATION = BACKBONE_NORMALISATION  # timm's pretrained configs: mean, std, interpolation
 
 
 def build_card(args, name: str, architecture: str, config: dict, init_desc: str, frames: int = 1,

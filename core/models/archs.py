@@ -16,10 +16,17 @@ import torch.nn.functional as F
 
 from .registry import register_model
 
-__all__ = ["ImageClassifier", "CnnLstm", "SwinSequence", "Meso4", "MesoInception4", "SEQUENCE_ARCHITECTURES"]
+__all__ = ["ImageClassifier", "CnnLstm", "SwinSequence", "Meso4", "MesoInception4", "SEQUENCE_ARCHITECTURES",
+           "BACKBONE_NORMALISATION"]
 
 SEQUENCE_ARCHITECTURES = {"cnn_lstm", "swin_seq"}
 CNN_BACKBONES = {"efficientnet_b0", "tf_efficientnet_lite0", "resnext50_32x4d"}
+BACKBONE_NORMALISATION = {  # timm's pretrained configs: mean, std, interpolation
+    "tf_efficientnet_lite0": ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], "bicubic"),
+    "efficientnet_b0": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic"),
+    "resnext50_32x4d": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic"),
+    "swin_tiny_patch4_window7_224": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic"),
+}
 
 
 def _timm(backbone: str, **kw) -> nn.Module:

@@ -198,6 +198,29 @@ def test_every_image_backbone_trains_and_loads_through_core(tmp_path, backbone):
     assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
 
 
+def test_init_from_an_installed_checkpoint(tmp_path, capsys):
+    """--init-from starts from every weight of an installed model (a GPU machine has no Lite0 ImageNet package):
+    with a zero learning rate the trained weights stay exactly the source's; another backbone is refused."""
+    from train.train_image import main
+
+    manifest = _tiny_manifest(tmp_path)
+    common = ["--manifest", manifest, "--task", "binary", "--size", "64", "--epochs", "1", "--batch", "8",
+              "--limit", "8", "--aug", "0", "--out", str(tmp_path / "runs"), "--ship", str(tmp_path / "w")]
+    assert main([*common, "--name", "src", "--backbone", "tf_efficientnet_lite0", "--init", "none",
+                 "--lr", "3e-3"]) == 0
+    assert main([*common, "--name", "cont", "--backbone", "tf_efficientnet_lite0",
+                 "--init-from", str(tmp_path / "w" / "src.json"), "--lr", "0"]) == 0
+    src, cont = (load_detector(tmp_path / "w" / f"{n}.json") for n in ("src", "cont"))
+    for (k, a), b in zip(src.net.named_parameters(), cont.net.parameters()):
+        assert torch.equal(a, b), k
+    assert cont.card.training["init"].startswith("all weights from src")
+    capsys.readouterr()
+    assert main([*common, "--name", "bad", "--backbone", "efficientnet_b0",
+                 "--init-from", str(tmp_path / "w" / "src.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --init-from src is image_classifier") and len(err.splitlines()) == 1
+
+
 def test_sbi_training_and_temporal_run(tmp_path):
     """SBI task on real crops only, then a CNN+LSTM started from that encoder (frozen), one epoch each."""
     from train.train_image import main as train_image

@@ -21,7 +21,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from core.faces import CROP_MARGIN, CROP_SIZE
-from core.models import ModelCard, create_model
+from core.models import CardError, ModelCard, create_model, load_detector
 from core.models.archs import BACKBONE_NORMALISATION
 from core.models.checkpoint import Detector
 
@@ -47,6 +47,20 @@ from .landmarks import LANDMARK_DESC, LandmarkError
 from .sbi import sample_params, self_blend
 
 NORMALISATION = BACKBONE_NORMALISATION  # timm's pretrained configs: mean, std, interpolation
+
+
+def init_from_checkpoint(net: nn.Module, card_path: str, arch_config: dict) -> str:
+    """Copy every weight of a TBD image checkpoint with the same architecture into `net`; the card's description."""
+    try:
+        src = load_detector(card_path)
+    except CardError as e:
+        raise InitError(f"--init-from: {e}") from None
+    c = src.card
+    if c.architecture != "image_classifier" or any(c.config.get(k) != v for k, v in arch_config.items()):
+        raise InitError(f"--init-from {c.name} is {c.architecture} {c.config}; this run trains image_classifier "
+                        f"{arch_config}")
+    net.load_state_dict(src.net.state_dict(), strict=True)
+    return f"all weights from {c.name} (SHA-256 {c.sha256[:16]}...; its init: {c.training.get('init', 'unknown')})"
 
 
 def build_card(args, name: str, architecture: str, config: dict, init_desc: str, frames: int = 1,
@@ -120,6 +134,10 @@ def main(argv=None) -> int:
     ap.add_argument("--backbone", default="efficientnet_b0",
                     choices=sorted(NORMALISATION))
     ap.add_argument("--init", default="imagenet-lite0", choices=["imagenet-lite0", "timm-hub", "none"])
+    ap.add_argument("--init-from", metavar="CARD",
+                    help="start from every weight of an installed image model with the same backbone (e.g. "
+                         "weights/gan-face.json; where the Lite0 ImageNet package is not installed, such as a GPU "
+                         "machine); replaces --init")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=64)
@@ -152,7 +170,10 @@ def main(argv=None) -> int:
         arch_config["img_size"] = args.size
     net = create_model("image_classifier", drop_rate=0.2, **arch_config)
     try:
-        init_desc = init_backbone(net.net, args.backbone, args.init)
+        if args.init_from:
+            init_desc = init_from_checkpoint(net, args.init_from, arch_config)
+        else:
+            init_desc = init_backbone(net.net, args.backbone, args.init)
     except InitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -221,6 +221,48 @@ def test_init_from_an_installed_checkpoint(tmp_path, capsys):
     assert err.startswith("error: --init-from src is image_classifier") and len(err.splitlines()) == 1
 
 
+def test_gpu_kit_packs_within_budget_and_trains(tmp_path, capsys):
+    """The kit a GPU machine gets: JPEG crops, rewritten manifests and 68-point landmarks; over budget nothing is
+    written and an earlier kit stays; a folder that is not a kit is never replaced; a run trains from the kit."""
+    from train.gpu_kit import KitError, build_kit, repo_transfer_bytes
+    from train.landmarks import SIDE_FILE
+    from train.train_image import main as train_image
+
+    manifest = Path(_tiny_manifest(tmp_path))
+    rows = list(csv.DictReader(open(manifest)))
+    pts = [[float(i), float(i)] for i in range(68)]
+    (manifest.parent / SIDE_FILE).write_text(json.dumps(
+        {"points": {r["crop"]: pts for r in rows[1:]}, "estimated": [rows[2]["crop"]], "missing": [rows[0]["crop"]]}))
+    out = tmp_path / "repo" / ".gpu"
+    info = build_kit([manifest], out, budget=2**20, quality=80, max_per_group=0)
+    name = manifest.parent.name
+    kit_rows = list(csv.DictReader(open(out / name / "manifest.csv")))
+    assert len(kit_rows) == len(rows) and info["bytes"] == sum(p.stat().st_size for p in out.rglob("*.jpg"))
+    assert all(r["crop"].endswith(".jpg") and (out / name / r["crop"]).exists() for r in kit_rows)
+    assert [r["label"] for r in kit_rows] == [r["label"] for r in rows] and "crop_path" not in kit_rows[0]
+    lm = json.loads((out / name / SIDE_FILE).read_text())
+    assert lm["missing"] == [kit_rows[0]["crop"]] and lm["estimated"] == [kit_rows[2]["crop"]]
+    assert set(lm["points"]) == {r["crop"] for r in kit_rows[1:]}
+
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(KitError, match="budget"):
+        build_kit([manifest], out, budget=info["bytes"] // 2)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # the earlier kit is untouched
+    assert [p.name for p in out.parent.iterdir()] == [".gpu"]  # no half-written kit left beside it
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(KitError, match="not a GPU kit"):
+        build_kit([manifest], mine, budget=2**20)
+    assert (mine / "notes.txt").read_text() == "keep"
+
+    assert repo_transfer_bytes(Path(__file__).resolve().parents[1]) > (Path(__file__).stat().st_size)
+    assert train_image(["--manifest", str(out / name / "manifest.csv"), "--task", "sbi", "--name", "kit",
+                        "--backbone", "tf_efficientnet_lite0", "--init", "none", "--size", "64", "--epochs", "1",
+                        "--batch", "8", "--landmarks", "dlib68", "--out", str(tmp_path / "runs"),
+                        "--ship", str(tmp_path / "w")]) == 0
+
+
 def test_sbi_training_and_temporal_run(tmp_path):
     """SBI task on real crops only, then a CNN+LSTM started from that encoder (frozen), one epoch each."""
     from train.train_image import main as train_image

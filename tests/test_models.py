@@ -343,6 +343,8 @@ def test_import_torch_refuses_clearly_and_keeps_installed_models(tmp_path):
         "do not fit this architecture": [str(tmp_path / "b0.pth"), "--name", "b0x", "--backbone", "resnext50_32x4d"],
         "already exists": [str(tmp_path / "b0.pth"), "--name", "b0", "--backbone", "efficientnet_b0"],
         "not found": [str(tmp_path / "nope.pth"), "--name", "n", "--backbone", "efficientnet_b0"],
+        "one crop at a time": [str(tmp_path / "b0.pth"), "--name", "f", "--backbone", "efficientnet_b0",
+                               "--frames", "8"],
     }
     for msg, args in cases.items():
         rc, err = cli(*args, *base)

@@ -132,6 +132,8 @@ def import_torch(path: str | Path, out_dir: str | Path, name: str, architecture:
         raise CardError("a single-logit (sigmoid) model has exactly two classes")
     if architecture in SEQUENCE_ARCHITECTURES and frames < 2:
         raise CardError(f"{architecture} scores sequences: give --frames (the clip length it was trained on)")
+    if architecture not in SEQUENCE_ARCHITECTURES and frames != 1:
+        raise CardError(f"{architecture} scores one crop at a time: --frames is for cnn_lstm and swin_seq")
     state = read_state_dict(path)
     config: dict = {"backbone": backbone, "num_classes": 1 if sigmoid else len(classes)}
     if architecture == "cnn_lstm":

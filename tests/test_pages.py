@@ -151,3 +151,39 @@ def test_benchmarks_show_the_shipped_targets_and_ensemble_choice(monkeypatch):
     assert set(targets["met"]) <= {"yes", "no", "-"} and "ci95" in targets.columns
     candidates = next(t for t in tables if "score" in t.columns)
     assert len(candidates) == 7 and any("How the default ensemble was chosen" in m.value for m in at.markdown)
+
+
+def test_an_imported_swin_model_is_listed_scored_and_explained(tmp_path, meso_weights, face_image, monkeypatch):
+    """A user's own timm Swin-T, brought in with `core weights import-torch`: the Models page shows its honest card,
+    and the Analyze page scores it beside the verdict with a Grad-CAM map, leaving the default verdict alone."""
+    import shutil
+
+    import timm
+    import torch
+
+    from core.models.torch_import import import_torch
+
+    for f in meso_weights.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    torch.manual_seed(0)
+    swin = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=2, img_size=96)
+    torch.save(swin.state_dict(), tmp_path / "swin.pth")
+    import_torch(tmp_path / "swin.pth", tmp_path, "my-swin", "image_classifier", "swin_tiny_patch4_window7_224", 96,
+                 data="my own faces")
+    monkeypatch.setenv("TBD_WEIGHTS", str(tmp_path))
+
+    at = _app("pages/4_Models.py").run()
+    assert not at.exception, at.exception
+    card_text = " ".join(m.value for m in at.markdown)
+    assert "my own faces" in card_text and "imported from swin.pth" in card_text and "has not measured" in card_text
+
+    at = _app("pages/1_Analyze.py").run()
+    assert "my-swin" not in at.sidebar.multiselect[0].value  # not in the default verdict
+    at.sidebar.multiselect[1].set_value(["my-swin"]).run()
+    at.file_uploader[2].upload("face.jpg", face_image.read_bytes(), "image/jpeg").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error, at.exception or [e.value for e in at.error]
+    a = at.session_state["analysis"]
+    assert "my-swin" in a.models and "my-swin" not in a.ensemble["members"]
+    assert 0 <= a.models["my-swin"]["fake_probability"] <= 1
+    assert a.faces and "my-swin" in a.faces[0].cams  # Grad-CAM through the Swin reshape

@@ -263,6 +263,37 @@ def test_gpu_kit_packs_within_budget_and_trains(tmp_path, capsys):
                         "--ship", str(tmp_path / "w")]) == 0
 
 
+def test_weight_average_follows_the_steps_and_is_what_ships(tmp_path, capsys):
+    from train.common import WeightEma
+    from train.train_image import main
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    w0 = net[0].weight.detach().clone()
+    ema = WeightEma(net, 0.9)
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    net[1].num_batches_tracked += 3
+    ema.update(net)
+    assert torch.allclose(ema.state["0.weight"], w0 + 0.1) and int(ema.state["1.num_batches_tracked"]) == 3
+    assert torch.equal(net[0].weight, w0 + 1.0)  # the network itself is untouched
+
+    manifest = _tiny_manifest(tmp_path)
+    common = ["--manifest", manifest, "--task", "binary", "--backbone", "tf_efficientnet_lite0", "--init", "none",
+              "--size", "64", "--epochs", "2", "--batch", "8", "--aug", "0", "--out", str(tmp_path / "runs")]
+    w = str(tmp_path / "w")
+    assert main([*common, "--name", "src", "--lr", "3e-3", "--ship", w]) == 0
+    # An average that barely moves: what is validated and shipped stays the starting weights, although the
+    # network trained on with a large learning rate.
+    assert main([*common, "--name", "avg", "--init-from", f"{w}/src.json", "--lr", "3e-3", "--ema", "0.999999",
+                 "--ship", w]) == 0
+    src, avg = (load_detector(tmp_path / "w" / f"{n}.json") for n in ("src", "avg"))
+    assert "EMA decay 0.999999" in avg.card.training["recipe"]
+    for (k, a), b in zip(src.net.named_parameters(), avg.net.parameters()):
+        assert torch.allclose(a, b, atol=1e-4), k
+    assert main([*common, "--name", "bad", "--ema", "1.5"]) == 2
+    assert "--ema must be between 0 and 1" in capsys.readouterr().err
+
+
 def test_sbi_training_and_temporal_run(tmp_path):
     """SBI task on real crops only, then a CNN+LSTM started from that encoder (frozen), one epoch each."""
     from train.train_image import main as train_image

@@ -29,6 +29,7 @@ from .common import (
     Augment,
     InitError,
     RunDir,
+    WeightEma,
     add_augment_args,
     add_run_args,
     augment_from_args,
@@ -114,7 +115,7 @@ def class_weights(y: np.ndarray) -> torch.Tensor:
 
 
 def run_epoch(det: Detector, data: Samples, order: np.ndarray, bs: int, loss_fn, opt, scaler, device, rng,
-              train: bool, desc: str) -> tuple[float, float, np.ndarray, np.ndarray]:
+              train: bool, desc: str, ema: WeightEma | None = None) -> tuple[float, float, np.ndarray, np.ndarray]:
     det.train(train)
 
     def batches():
@@ -122,7 +123,7 @@ def run_epoch(det: Detector, data: Samples, order: np.ndarray, bs: int, loss_fn,
             crops, y = data.batch(list(order[s:s + bs]), rng)
             yield det.preprocess(crops), y
 
-    return fit_batches(det, batches(), loss_fn, opt, scaler, device, train)
+    return fit_batches(det, batches(), loss_fn, opt, scaler, device, train, ema)
 
 
 def main(argv=None) -> int:
@@ -144,6 +145,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--aug", type=float, default=0.5, help="probability scale of the extreme augmentation (0 = off)")
     add_augment_args(ap, "crops")
+    ap.add_argument("--ema", type=float, default=0,
+                    help="keep an exponential moving average of the weights (decay per step, e.g. 0.99) and "
+                         "validate and ship that average (0 = off)")
     ap.add_argument("--max-per-group", type=int, default=0,
                     help="at most N crops per LABELS.csv group in each split (e.g. frames of one clip; 0 = all)")
     add_run_args(ap, "training crops")
@@ -190,11 +194,19 @@ def main(argv=None) -> int:
     scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
     rng = np.random.default_rng(args.seed)
     best, best_state = -1.0, None
+    try:
+        ema = WeightEma(det.net, args.ema) if args.ema else None
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     t0 = time.time()
     for epoch in range(1, args.epochs + 1):
         order = rng.permutation(len(train_set))
         tl, ta, _, _ = run_epoch(det, train_set, order, args.batch, loss_fn, opt, scaler, device, rng, True,
-                                 f"epoch {epoch} train")
+                                 f"epoch {epoch} train", ema)
+        if ema is not None:  # validate (and keep) the averaged weights; training goes on from its own
+            current = {k: v.detach().clone() for k, v in det.net.state_dict().items()}
+            det.net.load_state_dict(ema.state)
         vrng = np.random.default_rng(1234)  # fixed pseudo-fakes for validation
         vl, va, vp, vy = run_epoch(det, val_set, np.arange(len(val_set)), args.batch, loss_fn, None, None, device,
                                    vrng, False, f"epoch {epoch} val")
@@ -205,6 +217,8 @@ def main(argv=None) -> int:
               f"| {(time.time() - t0) / 60:.1f} min", file=sys.stderr)
         if auc > best:
             best, best_state = auc, {k: v.detach().cpu().clone() for k, v in det.net.state_dict().items()}
+        if ema is not None:
+            det.net.load_state_dict(current)
         if args.max_minutes and (time.time() - t0) / 60 > args.max_minutes:
             print(f"stopping: time budget of {args.max_minutes} min reached", file=sys.stderr)
             break
@@ -221,6 +235,7 @@ def main(argv=None) -> int:
                   + (f", every crop re-encoded as JPEG q{args.final_jpeg[0]}-{args.final_jpeg[1]}" if args.final_jpeg else "")
                   + (f", at most {args.max_per_group} crops per group" if args.max_per_group else "")
                   + (f", bilateral denoise p={args.clean}" if args.clean else "")
+                  + (f", weights averaged over steps (EMA decay {args.ema})" if args.ema else "")
                   + (f", SBI source profile {args.sbi_profile}, masks from {LANDMARK_DESC[args.landmarks]}"
                      if args.task == "sbi" else "")
                   + f", seed {args.seed}",

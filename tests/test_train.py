@@ -294,6 +294,44 @@ def test_weight_average_follows_the_steps_and_is_what_ships(tmp_path, capsys):
     assert "--ema must be between 0 and 1" in capsys.readouterr().err
 
 
+def test_gpu_check_script_dry_run_on_cpu(tmp_path):
+    """The prepared device script, run here on the CPU against a kit: both trainers start from the shipped
+    checkpoints, and what would come back is one archive of run folders without checkpoints."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    from train.gpu_kit import build_kit
+
+    src = tmp_path / "real"
+    src.mkdir()
+    manifest = Path(_tiny_manifest(src))
+    rows = list(csv.DictReader(open(manifest)))
+    for r in rows:  # frames of clips, so the temporal trainer has sequences
+        r["media"], r["source"], r["frame"] = "video", f"clip-{r['split']}-{r['label']}", r["group"][1:]
+    with open(manifest, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    kit = tmp_path / "kit"
+    build_kit([manifest], kit, budget=2**22)  # -> kit/real/manifest.csv, as the script expects
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PY": sys.executable, "DEVICE": "cpu", "KIT": str(kit), "OUT": str(tmp_path / "out"),
+           "PYTHONPATH": str(repo)}
+    r = subprocess.run(["bash", str(repo / "train" / "gpu_check.sh"), "smoke"], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with tarfile.open(tmp_path / "out" / "runs.tgz") as t:
+        names = t.getnames()
+    assert any(n.endswith("metrics.json") and "smoke-frame" in n for n in names)
+    assert any(n.endswith("metrics.json") and "smoke-temporal" in n for n in names)
+    assert not any(n.endswith(".safetensors") for n in names)
+    r = subprocess.run(["bash", str(repo / "train" / "gpu_check.sh"), "smoke"],
+                       env={**env, "KIT": str(tmp_path / "none")}, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: no kit at")
+
+
 def test_sbi_training_and_temporal_run(tmp_path):
     """SBI task on real crops only, then a CNN+LSTM started from that encoder (frozen), one epoch each."""
     from train.train_image import main as train_image

@@ -290,8 +290,10 @@ def test_weight_average_follows_the_steps_and_is_what_ships(tmp_path, capsys):
     assert "EMA decay 0.999999" in avg.card.training["recipe"]
     for (k, a), b in zip(src.net.named_parameters(), avg.net.parameters()):
         assert torch.allclose(a, b, atol=1e-4), k
+    runs_before = sorted((tmp_path / "runs").iterdir())
     assert main([*common, "--name", "bad", "--ema", "1.5"]) == 2
     assert "--ema must be between 0 and 1" in capsys.readouterr().err
+    assert sorted((tmp_path / "runs").iterdir()) == runs_before  # refused before any run folder is made
 
 
 def test_gpu_check_script_dry_run_on_cpu(tmp_path):

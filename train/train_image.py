@@ -152,6 +152,9 @@ def main(argv=None) -> int:
                     help="at most N crops per LABELS.csv group in each split (e.g. frames of one clip; 0 = all)")
     add_run_args(ap, "training crops")
     args = ap.parse_args(argv)
+    if args.ema and not 0 < args.ema < 1:
+        print(f"error: --ema must be between 0 and 1 (got {args.ema})", file=sys.stderr)
+        return 2
 
     seed_everything(args.seed)
     device = pick_device(args.device)
@@ -194,11 +197,7 @@ def main(argv=None) -> int:
     scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
     rng = np.random.default_rng(args.seed)
     best, best_state = -1.0, None
-    try:
-        ema = WeightEma(det.net, args.ema) if args.ema else None
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    ema = WeightEma(det.net, args.ema) if args.ema else None
     t0 = time.time()
     for epoch in range(1, args.epochs + 1):
         order = rng.permutation(len(train_set))

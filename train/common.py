@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from core.faces import CROP_MARGIN, CROP_SIZE
+from core.models.archs import is_swin
 
 __all__ = ["fit_batches", "final_metrics", "finish_run", "ship", "seed_everything", "pick_device", "read_manifest",
            "read_manifests", "training_rows", "crop_spec", "Augment", "init_backbone", "RunDir", "InitError",
@@ -258,7 +259,7 @@ def init_backbone(net: torch.nn.Module, backbone: str, init: str) -> str:
         import timm
 
         kw = {}
-        if backbone.startswith("swin"):  # timm resizes the hub's position tables to this model's input size
+        if is_swin(backbone):  # timm resizes the hub's position tables to this model's input size
             kw["img_size"] = tuple(net.patch_embed.img_size)
         try:
             ref = timm.create_model(backbone, pretrained=True, num_classes=0, **kw)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from core.faces import CROP_MARGIN, CROP_SIZE
 from core.models import CardError, ModelCard, create_model, load_detector
-from core.models.archs import BACKBONE_NORMALISATION
+from core.models.archs import BACKBONE_NORMALISATION, is_swin
 from core.models.checkpoint import Detector
 
 from .common import (
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
         print("error: the manifest needs train and val rows", file=sys.stderr)
         return 2
     arch_config = {"backbone": args.backbone, "num_classes": 2}
-    if args.backbone.startswith("swin"):  # Swin's window grid is built for one input size
+    if is_swin(args.backbone):  # Swin's window grid is built for one input size
         arch_config["img_size"] = args.size
     net = create_model("image_classifier", drop_rate=0.2, **arch_config)
     try:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .registry import register_model
 
 __all__ = ["ImageClassifier", "CnnLstm", "SwinSequence", "Meso4", "MesoInception4", "SEQUENCE_ARCHITECTURES",
-           "BACKBONE_NORMALISATION"]
+           "BACKBONE_NORMALISATION", "is_swin"]
 
 SEQUENCE_ARCHITECTURES = {"cnn_lstm", "swin_seq"}
 CNN_BACKBONES = {"efficientnet_b0", "tf_efficientnet_lite0", "resnext50_32x4d"}
@@ -43,16 +43,16 @@ class ImageClassifier(nn.Module):
                  img_size: int = 224):
         super().__init__()
         self.backbone_name = backbone
-        kw = {"img_size": img_size} if _is_swin(backbone) else {}
+        kw = {"img_size": img_size} if is_swin(backbone) else {}
         self.net = _timm(backbone, num_classes=num_classes, drop_rate=drop_rate, **kw)
-        if _is_swin(backbone):
+        if is_swin(backbone):
             self.reshape_transform = _swin_tokens_to_map
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def cam_layer(self) -> nn.Module:
-        return _swin_cam_layer(self.net) if _is_swin(self.backbone_name) else _last_conv_stage(self.net)
+        return _swin_cam_layer(self.net) if is_swin(self.backbone_name) else _last_conv_stage(self.net)
 
 
 class CnnLstm(nn.Module):
@@ -109,7 +109,8 @@ class SwinSequence(nn.Module):
         return _swin_tokens_to_map(t)
 
 
-def _is_swin(backbone: str) -> bool:
+def is_swin(backbone: str) -> bool:
+    """Swin backbones fix their window grid at build time and need Grad-CAM's token-to-map reshape."""
     return backbone.startswith("swin")
 
 

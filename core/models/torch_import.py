@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..media import file_sha256
-from .archs import BACKBONE_NORMALISATION, SEQUENCE_ARCHITECTURES
+from .archs import BACKBONE_NORMALISATION, SEQUENCE_ARCHITECTURES, is_swin
 from .checkpoint import CardError, ModelCard, load_detector, save_checkpoint
 from .registry import create_model
 
@@ -138,9 +138,9 @@ def import_torch(path: str | Path, out_dir: str | Path, name: str, architecture:
     config: dict = {"backbone": backbone, "num_classes": 1 if sigmoid else len(classes)}
     if architecture == "cnn_lstm":
         config.update(_lstm_config(state))
-    if architecture == "swin_seq" or (architecture == "image_classifier" and backbone.startswith("swin")):
+    if architecture == "swin_seq" or (architecture == "image_classifier" and is_swin(backbone)):
         config["img_size"] = input_size
-    if architecture == "swin_seq" and not backbone.startswith("swin"):
+    if architecture == "swin_seq" and not is_swin(backbone):
         raise CardError("swin_seq needs --backbone swin_tiny_patch4_window7_224")
     try:
         net = create_model(architecture, **config)

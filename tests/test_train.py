@@ -237,7 +237,9 @@ def test_gpu_kit_packs_within_budget_and_trains(tmp_path, capsys):
     info = build_kit([manifest], out, budget=2**20, quality=80, max_per_group=0)
     name = manifest.parent.name
     kit_rows = list(csv.DictReader(open(out / name / "manifest.csv")))
-    assert len(kit_rows) == len(rows) and info["bytes"] == sum(p.stat().st_size for p in out.rglob("*.jpg"))
+    jpg_bytes = sum(p.stat().st_size for p in out.rglob("*.jpg"))
+    travels = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.name != ".tbd-gpu-kit")
+    assert len(kit_rows) == len(rows) and info["bytes"] == travels > jpg_bytes  # manifests and landmarks count
     assert all(r["crop"].endswith(".jpg") and (out / name / r["crop"]).exists() for r in kit_rows)
     assert [r["label"] for r in kit_rows] == [r["label"] for r in rows] and "crop_path" not in kit_rows[0]
     lm = json.loads((out / name / SIDE_FILE).read_text())
@@ -247,6 +249,8 @@ def test_gpu_kit_packs_within_budget_and_trains(tmp_path, capsys):
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
     with pytest.raises(KitError, match="budget"):
         build_kit([manifest], out, budget=info["bytes"] // 2)
+    with pytest.raises(KitError, match="manifest and landmarks"):  # the crops alone would fit
+        build_kit([manifest], out, budget=jpg_bytes + 10, quality=80)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # the earlier kit is untouched
     assert [p.name for p in out.parent.iterdir()] == [".gpu"]  # no half-written kit left beside it
     mine = tmp_path / "mine"
@@ -332,6 +336,57 @@ def test_gpu_check_script_dry_run_on_cpu(tmp_path):
     r = subprocess.run(["bash", str(repo / "train" / "gpu_check.sh"), "smoke"],
                        env={**env, "KIT": str(tmp_path / "none")}, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().startswith("error: no kit at")
+
+
+def test_sample_threads_make_the_same_samples_for_any_thread_count(tmp_path):
+    """--workers N > 0 gives every sample its own seed: 1 and 3 threads make identical self-blended, augmented
+    batches in the same order (and so identical training runs); 0 keeps the single-thread stream."""
+    from train.common import Augment, made_batches, read_manifests
+    from train.train_image import Samples
+    from train.train_image import main as train_image
+    from train.train_video import main as train_video
+
+    manifest = _tiny_manifest(tmp_path)
+    data = Samples([r for r in read_manifests([manifest], "mtcnn5") if r["label"] == "real"], "sbi", Augment(p=1), 0)
+    order = np.random.default_rng(5).permutation(len(data))
+
+    def made(workers):
+        return [[(img.tobytes(), y) for img, y in b]
+                for b in made_batches(data.item, order, 5, np.random.default_rng(7), workers, "test")]
+
+    one, three, none = made(1), made(3), made(0)
+    assert one == three and [len(b) for b in one] == [5] * (len(order) // 5) + ([len(order) % 5] if len(order) % 5 else [])
+    assert [y for b in one for _, y in b] == [data.items[k][1] for k in order]  # order kept
+    rng = np.random.default_rng(7)
+    assert none == [[(img.tobytes(), y) for img, y in (data.item(int(k), rng) for k in order[s:s + 5])]
+                    for s in range(0, len(order), 5)]  # 0: the sequential stream, unchanged
+    assert none != one
+
+    hist = {}
+    for w in (1, 3):
+        assert train_image(["--manifest", manifest, "--task", "sbi", "--name", f"w{w}", "--backbone",
+                            "tf_efficientnet_lite0", "--init", "none", "--size", "64", "--epochs", "2", "--batch", "8",
+                            "--workers", str(w), "--out", str(tmp_path / f"runs{w}"), "--ship", str(tmp_path / "w")]) == 0
+        hist[w] = [{k: v for k, v in e.items() if k != "minutes"}
+                   for e in json.loads(next((tmp_path / f"runs{w}").iterdir()).joinpath("history.json").read_text())]
+    assert hist[1] == hist[3]
+    assert "a seed per sample" in json.loads((tmp_path / "w" / "w3.json").read_text())["training"]["recipe"]
+    rows = list(csv.DictReader(open(manifest)))
+    for r in rows:  # the crops as frames of one real and one fake clip per split
+        r["media"], r["source"], r["frame"] = "video", f"{r['label']}-{r['split']}", r["group"][1:]
+    clips = tmp_path / "clips.csv"
+    with open(clips, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    for w in (1, 2):
+        assert train_video(["--manifest", str(clips), "--task", "sbi", "--name", f"tw{w}", "--backbone",
+                            "tf_efficientnet_lite0", "--init", "none", "--size", "64", "--frames", "3", "--windows",
+                            "2", "--batch", "2", "--epochs", "1", "--workers", str(w), "--out",
+                            str(tmp_path / f"vruns{w}"), "--ship", str(tmp_path / "w")]) == 0
+    vh = [json.loads(next((tmp_path / f"vruns{w}").iterdir()).joinpath("history.json").read_text())[0]
+          for w in (1, 2)]
+    assert {k: v for k, v in vh[0].items() if k != "minutes"} == {k: v for k, v in vh[1].items() if k != "minutes"}
 
 
 def test_sbi_training_and_temporal_run(tmp_path):

@@ -8,13 +8,16 @@ import io
 import json
 import os
 import random
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from core.faces import CROP_MARGIN, CROP_SIZE
 from core.models.archs import is_swin
@@ -195,11 +198,39 @@ def add_run_args(ap, unit: str) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop after the epoch that passes this budget")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="threads that make the training samples (self-blending, augmentation) ahead of the network; "
+                         "0 = in turn in the main thread, the shipped recipes' random stream. Any N > 0 gives the same "
+                         "samples as any other N > 0 (a seed per sample), not those of 0. Use the cores of a GPU machine")
     ap.add_argument("--limit", type=int, default=0, help=f"use only N {unit} (smoke tests)")
     ap.add_argument("--out", default="runs")
     ap.add_argument("--ship", help="copy the checkpoint and card into this weights folder")
     ap.add_argument("--data-desc", default="", help="training data description for the card")
     ap.add_argument("--terms", default="research and non-commercial use only, as the training data's terms")
+
+
+def made_batches(make, order, bs: int, rng: np.random.Generator, workers: int, desc: str):
+    """For each batch of keys in `order`, the list of `make(key, rng)` results (with a tqdm bar).
+
+    workers 0: one thread, every item drawn in turn from `rng`: the stream the shipped models were trained with.
+    workers N > 0: every item gets its own generator, seeded from `rng`, and a pool of N threads makes the items
+    (OpenCV, NumPy and PIL release the GIL) while the previous batch trains; any N > 0 gives the same items."""
+    starts = list(range(0, len(order), bs))
+    bar = tqdm(starts, desc=desc, file=sys.stderr, leave=False)
+    if workers <= 0:
+        for s in bar:
+            yield [make(int(k), rng) for k in order[s:s + bs]]
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        def submit(s):
+            keys = order[s:s + bs]
+            seeds = rng.integers(0, 2**63 - 1, size=len(keys))
+            return [pool.submit(make, int(k), np.random.default_rng(int(seed))) for k, seed in zip(keys, seeds)]
+
+        pending = submit(starts[0]) if starts else []
+        for i, _ in enumerate(bar):
+            current, pending = pending, (submit(starts[i + 1]) if i + 1 < len(starts) else [])
+            yield [f.result() for f in current]
 
 
 def augment_from_args(args) -> "Augment | None":

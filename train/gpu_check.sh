@@ -5,7 +5,8 @@
 # package is not needed, and the kit's cached 68-point landmarks make dlib unnecessary.
 #
 #   bash train/gpu_check.sh smoke     # CUDA paths of both trainers (autocast + GradScaler), one short epoch each
-#   bash train/gpu_check.sh full      # the smoke runs, then sbi-frame at GPU scale (320 px, 68-point masks)
+#   bash train/gpu_check.sh full      # the smoke runs, then sbi-frame at GPU scale (320 px, 68-point masks,
+#                                     # WORKERS sample threads: the cores minus 2 by default)
 #   DEVICE=cpu bash train/gpu_check.sh smoke   # the same steps on this machine's CPU (a dry run)
 #
 # What comes back from the device is limited (8 files, 16 MiB each): the script leaves in $OUT one archive of the
@@ -18,6 +19,7 @@ DEVICE=${DEVICE:-cuda}
 KIT=${KIT:-.gpu}
 OUT=${OUT:-runs/gpu-check}
 MINUTES=${MINUTES:-6}
+WORKERS=${WORKERS:-$(( $(nproc) > 2 ? $(nproc) - 2 : 0 ))}  # sample threads for the full run
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 case "$MODE" in smoke|full) ;; *) echo "error: mode must be smoke or full (got $MODE)" >&2; exit 2 ;; esac
@@ -48,7 +50,7 @@ if [ "$MODE" = full ]; then
     $PY -m train.train_image "${manifests[@]}" --task sbi --name sbi-frame-gpu \
         --display-name "Self-blended face-swap detector (EfficientNet-Lite0, GPU run)" --backbone tf_efficientnet_lite0 \
         --init-from weights/sbi-frame.json --size 320 --epochs 60 --batch 64 --lr 3e-4 --landmarks dlib68 \
-        --max-minutes "$MINUTES" --device "$DEVICE" --out "$WORK/runs" --ship "$OUT"
+        --max-minutes "$MINUTES" --workers "$WORKERS" --device "$DEVICE" --out "$WORK/runs" --ship "$OUT"
 fi
 tar -czf "$OUT/runs.tgz" -C "$WORK" --exclude='*.safetensors' runs
 echo "total: $(( $(date +%s) - START )) s; in $OUT:"

@@ -18,7 +18,6 @@ import time
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from core.faces import CROP_MARGIN, CROP_SIZE
 from core.models import CardError, ModelCard, create_model, load_detector
@@ -40,6 +39,7 @@ from .common import (
     init_backbone,
     limit_per_group,
     load_crop,
+    made_batches,
     pick_device,
     seed_everything,
     training_rows,
@@ -94,18 +94,15 @@ class Samples:
     def labels(self) -> np.ndarray:
         return np.array([y for _, y in self.items])
 
-    def batch(self, idx: list[int], rng: np.random.Generator) -> tuple[list[np.ndarray], torch.Tensor]:
-        crops, ys = [], []
-        for k in idx:
-            i, y = self.items[k]
-            img = self.crops[i]
-            if self.task == "sbi" and y == 1:
-                img, _ = self_blend(img, self.rows[i]["landmarks"], sample_params(rng, self.sbi_profile))
-            if self.augment is not None:
-                img = self.augment([img], rng)[0]
-            crops.append(img)
-            ys.append(y)
-        return crops, torch.tensor(ys, dtype=torch.long)
+    def item(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """Item k as (uint8 crop, label): a real crop, or its self-blended pseudo-fake; then the augmentation."""
+        i, y = self.items[k]
+        img = self.crops[i]
+        if self.task == "sbi" and y == 1:
+            img, _ = self_blend(img, self.rows[i]["landmarks"], sample_params(rng, self.sbi_profile))
+        if self.augment is not None:
+            img = self.augment([img], rng)[0]
+        return img, y
 
 
 def class_weights(y: np.ndarray) -> torch.Tensor:
@@ -115,13 +112,13 @@ def class_weights(y: np.ndarray) -> torch.Tensor:
 
 
 def run_epoch(det: Detector, data: Samples, order: np.ndarray, bs: int, loss_fn, opt, scaler, device, rng,
-              train: bool, desc: str, ema: WeightEma | None = None) -> tuple[float, float, np.ndarray, np.ndarray]:
+              train: bool, desc: str, ema: WeightEma | None = None,
+              workers: int = 0) -> tuple[float, float, np.ndarray, np.ndarray]:
     det.train(train)
 
     def batches():
-        for s in tqdm(range(0, len(order), bs), desc=desc, file=sys.stderr, leave=False):
-            crops, y = data.batch(list(order[s:s + bs]), rng)
-            yield det.preprocess(crops), y
+        for items in made_batches(data.item, order, bs, rng, workers, desc):
+            yield det.preprocess([img for img, _ in items]), torch.tensor([y for _, y in items], dtype=torch.long)
 
     return fit_batches(det, batches(), loss_fn, opt, scaler, device, train, ema)
 
@@ -202,13 +199,13 @@ def main(argv=None) -> int:
     for epoch in range(1, args.epochs + 1):
         order = rng.permutation(len(train_set))
         tl, ta, _, _ = run_epoch(det, train_set, order, args.batch, loss_fn, opt, scaler, device, rng, True,
-                                 f"epoch {epoch} train", ema)
+                                 f"epoch {epoch} train", ema, args.workers)
         if ema is not None:  # validate (and keep) the averaged weights; training goes on from its own
             current = {k: v.detach().clone() for k, v in det.net.state_dict().items()}
             det.net.load_state_dict(ema.state)
         vrng = np.random.default_rng(1234)  # fixed pseudo-fakes for validation
         vl, va, vp, vy = run_epoch(det, val_set, np.arange(len(val_set)), args.batch, loss_fn, None, None, device,
-                                   vrng, False, f"epoch {epoch} val")
+                                   vrng, False, f"epoch {epoch} val", workers=args.workers)
         auc = binary_metrics(vy, vp)["auc"] or 0.0
         run.log_epoch({"epoch": epoch, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": va,
                        "val_auc": auc, "minutes": (time.time() - t0) / 60})
@@ -225,7 +222,8 @@ def main(argv=None) -> int:
     sets = {"validation": val_set, "test": test_set}
     metrics = final_metrics(lambda split, seed: run_epoch(
         det, sets[split], np.arange(len(sets[split])), args.batch, loss_fn, None, None, device,
-        np.random.default_rng(seed), False, split)[2:], test_set is not None and len(test_set) > 0, t0, device)
+        np.random.default_rng(seed), False, split, workers=args.workers)[2:],
+        test_set is not None and len(test_set) > 0, t0, device)
     finish_run(det, card, run, metrics, args, f"{args.name} ({args.backbone}, {args.task})", {
         "data": args.data_desc or ", ".join(sorted({r["dataset"] for r in split["train"]})),
         "counts": config["counts"],
@@ -237,7 +235,7 @@ def main(argv=None) -> int:
                   + (f", weights averaged over steps (EMA decay {args.ema})" if args.ema else "")
                   + (f", SBI source profile {args.sbi_profile}, masks from {LANDMARK_DESC[args.landmarks]}"
                      if args.task == "sbi" else "")
-                  + f", seed {args.seed}",
+                  + f", seed {args.seed}" + (", a seed per sample (--workers)" if args.workers else ""),
         "sources": sorted({r["source"] for r in split["train"]})[:2000],
     }, "validation/test: crops of the manifest's val/test splits" +
         (" with fixed self-blended pseudo-fakes" if args.task == "sbi" else ""))

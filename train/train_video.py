@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from core.media import sample_indices
 from core.models import create_model
@@ -41,6 +40,7 @@ from .common import (
     fit_batches,
     init_backbone,
     load_crop,
+    made_batches,
     pick_device,
     seed_everything,
     training_rows,
@@ -115,14 +115,14 @@ def load_encoder_from(net: nn.Module, card_path: str) -> dict:
             "crop": card.crop}
 
 
-def run_epoch(det: Detector, data: Clips, order, bs, loss_fn, opt, scaler, device, rng, train, desc, freeze):
+def run_epoch(det: Detector, data: Clips, order, bs, loss_fn, opt, scaler, device, rng, train, desc, freeze,
+              workers: int = 0):
     det.train(train)
     if freeze:
         det.net.encoder.eval()
 
     def batches():
-        for s in tqdm(range(0, len(order), bs), desc=desc, file=sys.stderr, leave=False):
-            batch = [data.window(int(k), rng) for k in order[s:s + bs]]
+        for batch in made_batches(data.window, order, bs, rng, workers, desc):
             x = torch.stack([det.preprocess(frames) for frames, _ in batch])  # (B, F, 3, H, W)
             yield x, torch.tensor([lab for _, lab in batch], dtype=torch.long)
 
@@ -222,9 +222,11 @@ def main(argv=None) -> int:
     t0 = time.time()
     for epoch in range(1, args.epochs + 1):
         tl, ta, _, _ = run_epoch(det, train_set, rng.permutation(len(train_set)), args.batch, loss_fn, opt, scaler,
-                                 device, rng, True, f"epoch {epoch} train", args.freeze_encoder)
+                                 device, rng, True, f"epoch {epoch} train", args.freeze_encoder,
+                                 args.workers)
         vl, va, vp, vy = run_epoch(det, val_set, np.arange(len(val_set)), args.batch, loss_fn, None, None, device,
-                                   np.random.default_rng(1234), False, f"epoch {epoch} val", args.freeze_encoder)
+                                   np.random.default_rng(1234), False, f"epoch {epoch} val", args.freeze_encoder,
+                                   args.workers)
         sched.step()
         auc = binary_metrics(vy, vp)["auc"] or 0.0
         run.log_epoch({"epoch": epoch, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": va,
@@ -246,7 +248,8 @@ def main(argv=None) -> int:
     sets = {"validation": val_set, "test": test_set}
     metrics = final_metrics(lambda split, seed: run_epoch(
         det, sets[split], np.arange(len(sets[split])), args.batch, loss_fn, None, None, device,
-        np.random.default_rng(seed), False, split, args.freeze_encoder)[2:], len(test_set) > 0, t0, device)
+        np.random.default_rng(seed), False, split, args.freeze_encoder, args.workers)[2:],
+        len(test_set) > 0, t0, device)
     finish_run(det, card, run, metrics, args, f"{args.name} ({args.arch}, {args.backbone}, {args.task})", {
         "data": args.data_desc or ", ".join(sorted({r["dataset"] for r in split["train"]})),
         "counts": counts,
@@ -257,7 +260,7 @@ def main(argv=None) -> int:
                   + (f", bilateral denoise p={args.clean}" if args.clean else "")
                   + (f", SBI source profile {args.sbi_profile}, masks from {LANDMARK_DESC[args.landmarks]}"
                      if args.task == "sbi" else "")
-                  + f", seed {args.seed}",
+                  + f", seed {args.seed}" + (", a seed per sample (--workers)" if args.workers else ""),
         "sources": sorted({c["source"] for c in train_set.clips}),
     }, "validation/test: windows of the manifest's val/test clips" +
         (" and their self-blended versions" if args.task == "sbi" else ""))

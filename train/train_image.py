@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     ap.add_argument("--task", choices=["binary", "sbi"], default="binary")
     ap.add_argument("--name", required=True, help="model name (checkpoint and card file names)")
     ap.add_argument("--display-name", default="")
-    ap.add_argument("--backbone", default="efficientnet_b0",
+    ap.add_argument("--backbone", default="tf_efficientnet_lite0",  # the one backbone with offline ImageNet weights
                     choices=sorted(NORMALISATION))
     ap.add_argument("--init", default="imagenet-lite0", choices=["imagenet-lite0", "timm-hub", "none"])
     ap.add_argument("--init-from", metavar="CARD",

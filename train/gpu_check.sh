@@ -7,6 +7,8 @@
 #   bash train/gpu_check.sh smoke     # CUDA paths of both trainers (autocast + GradScaler), one short epoch each
 #   bash train/gpu_check.sh full      # the smoke runs, then sbi-frame at GPU scale (320 px, 68-point masks,
 #                                     # WORKERS sample threads: the cores minus 2 by default)
+#   bash train/gpu_check.sh archs     # the smoke runs, then one short epoch of every other architecture and
+#                                     # backbone, and the shipped models scored on DEVICE against the CPU
 #   DEVICE=cpu bash train/gpu_check.sh smoke   # the same steps on this machine's CPU (a dry run)
 #
 # What comes back from the device is limited (8 files, 16 MiB each): the script leaves in $OUT one archive of the
@@ -22,7 +24,7 @@ MINUTES=${MINUTES:-6}
 WORKERS=${WORKERS:-$(( $(nproc) > 2 ? $(nproc) - 2 : 0 ))}  # sample threads for the full run
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-case "$MODE" in smoke|full) ;; *) echo "error: mode must be smoke or full (got $MODE)" >&2; exit 2 ;; esac
+case "$MODE" in smoke|full|archs) ;; *) echo "error: mode must be smoke, full or archs (got $MODE)" >&2; exit 2 ;; esac
 [ -f "$KIT/real/manifest.csv" ] || { echo "error: no kit at $KIT (python -m train.gpu_kit builds it)" >&2; exit 2; }
 mkdir -p "$OUT"
 
@@ -51,6 +53,44 @@ if [ "$MODE" = full ]; then
         --display-name "Self-blended face-swap detector (EfficientNet-Lite0, GPU run)" --backbone tf_efficientnet_lite0 \
         --init-from weights/sbi-frame.json --size 320 --epochs 60 --batch 64 --lr 3e-4 --landmarks dlib68 \
         --max-minutes "$MINUTES" --workers "$WORKERS" --device "$DEVICE" --out "$WORK/runs" --ship "$OUT"
+fi
+if [ "$MODE" = archs ]; then
+    tiny=(--manifest "$KIT/real/manifest.csv" --task sbi --init none --epochs 1 --limit 32 --workers "$WORKERS"
+          --device "$DEVICE" --out "$WORK/runs" --ship "$WORK/archs")
+    for b in efficientnet_b0 resnext50_32x4d swin_tiny_patch4_window7_224; do
+        size=128; [ "$b" = swin_tiny_patch4_window7_224 ] && size=224
+        $PY -m train.train_image "${tiny[@]}" --name "img-$b" --backbone "$b" --size "$size" --batch 16
+    done
+    tinyv=(--manifest "$KIT/real/manifest.csv" --task sbi --init none --epochs 1 --limit 4 --windows 1 --frames 4
+           --workers "$WORKERS" --device "$DEVICE" --out "$WORK/runs" --ship "$WORK/archs")
+    $PY -m train.train_video "${tinyv[@]}" --name seq-lstm-b0 --arch cnn_lstm --backbone efficientnet_b0 --size 128 \
+        --batch 4
+    $PY -m train.train_video "${tinyv[@]}" --name seq-swin --arch swin_seq --batch 2
+    $PY - "$DEVICE" "$KIT/real/manifest.csv" weights/*.json <<'PY'
+import csv, sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.models import load_detector
+
+dev, manifest = sys.argv[1], Path(sys.argv[2])
+cards = [c for c in sys.argv[3:] if Path(c).with_suffix(".safetensors").exists()]  # model cards, not results files
+rows = list(csv.DictReader(open(manifest)))[:16]
+crops = [np.asarray(Image.open(manifest.parent / r["crop"]).convert("RGB")) for r in rows]
+worst = 0.0
+for card in cards:
+    out = {}
+    for d in ("cpu", dev):
+        det = load_detector(card, device=d)
+        out[d] = det.predict(crops) if det.card.kind == "frame" else det.predict_sequences([crops[:8], crops[8:]])
+    diff = float(np.abs(out["cpu"] - out[dev]).max())
+    worst = max(worst, diff)
+    print(f"{Path(card).stem}: {len(out[dev])} scores on {dev}, largest difference from the CPU {diff:.2e}")
+if worst > 0.02:
+    sys.exit(f"error: scores on {dev} differ from the CPU by up to {worst:.3f}")
+PY
 fi
 tar -czf "$OUT/runs.tgz" -C "$WORK" --exclude='*.safetensors' runs
 echo "total: $(( $(date +%s) - START )) s; in $OUT:"

@@ -173,6 +173,20 @@ def _tiny_manifest(tmp_path, n=12) -> str:
     return str(path)
 
 
+def _as_clips(manifest, out=None) -> str:
+    """The tiny manifest's crops as frames of one real and one fake clip per split (written to `out`, or in place),
+    so the temporal trainer has sequences."""
+    rows = list(csv.DictReader(open(manifest)))
+    for r in rows:
+        r["media"], r["source"], r["frame"] = "video", f"clip-{r['split']}-{r['label']}", r["group"][1:]
+    out = str(out or manifest)
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return out
+
+
 def test_tiny_training_run_learns_and_round_trips(tmp_path):
     from train.train_image import main
 
@@ -331,14 +345,7 @@ def test_gpu_check_script_dry_run_on_cpu(tmp_path):
 
     src = tmp_path / "real"
     src.mkdir()
-    manifest = Path(_tiny_manifest(src))
-    rows = list(csv.DictReader(open(manifest)))
-    for r in rows:  # frames of clips, so the temporal trainer has sequences
-        r["media"], r["source"], r["frame"] = "video", f"clip-{r['split']}-{r['label']}", r["group"][1:]
-    with open(manifest, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    manifest = Path(_as_clips(_tiny_manifest(src)))
     kit = tmp_path / "kit"
     build_kit([manifest], kit, budget=2**22)  # -> kit/real/manifest.csv, as the script expects
     repo = Path(__file__).resolve().parents[1]
@@ -390,14 +397,7 @@ def test_sample_threads_make_the_same_samples_for_any_thread_count(tmp_path):
                    for e in json.loads(next((tmp_path / f"runs{w}").iterdir()).joinpath("history.json").read_text())]
     assert hist[1] == hist[3]
     assert "a seed per sample" in json.loads((tmp_path / "w" / "w3.json").read_text())["training"]["recipe"]
-    rows = list(csv.DictReader(open(manifest)))
-    for r in rows:  # the crops as frames of one real and one fake clip per split
-        r["media"], r["source"], r["frame"] = "video", f"{r['label']}-{r['split']}", r["group"][1:]
-    clips = tmp_path / "clips.csv"
-    with open(clips, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    clips = _as_clips(manifest, tmp_path / "clips.csv")
     for w in (1, 2):
         assert train_video(["--manifest", str(clips), "--task", "sbi", "--name", f"tw{w}", "--backbone",
                             "tf_efficientnet_lite0", "--init", "none", "--size", "64", "--frames", "3", "--windows",
@@ -413,14 +413,7 @@ def test_sbi_training_and_temporal_run(tmp_path):
     from train.train_image import main as train_image
     from train.train_video import main as train_video
 
-    manifest = _tiny_manifest(tmp_path)
-    rows = list(csv.DictReader(open(manifest)))
-    for r in rows:  # make the crops 'video frames' of two clips per split
-        r["media"], r["source"], r["frame"] = "video", f"clip-{r['split']}", r["group"][1:]
-    with open(manifest, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    manifest = _as_clips(_tiny_manifest(tmp_path))
     assert train_image(["--manifest", manifest, "--task", "sbi", "--name", "sbi-tiny", "--backbone",
                         "tf_efficientnet_lite0", "--init", "none", "--size", "64", "--epochs", "1", "--batch", "8",
                         "--out", str(tmp_path / "runs"), "--ship", str(tmp_path / "w")]) == 0

@@ -47,6 +47,13 @@ with st.expander("What TBD claims, and what it does not", expanded=True):
         "- A model that fails is reported as failed; it never contributes a made-up score."
     )
 
+try:
+    scope = load_policy(weights_dirs()).get("scope")
+except CardError:
+    scope = None
+if scope:
+    st.info(f"**What the default ensemble can and cannot catch.** {scope}")
+
 models, broken = installed_models(tuple(str(d) for d in weights_dirs()))
 st.subheader("Installed models")
 if models:

@@ -204,11 +204,13 @@ class Analyzer:
                 row = {"index": fr.index, "time_s": fr.time_s, "faces": []}
                 for face in fl:
                     row["faces"].append(len(faces))
-                    base = crop_face(fr.image, face.box, size=crop_specs[0][0], margin=crop_specs[0][1])
+                    base = crop_face(fr.image, face.box, size=crop_specs[0][0], margin=crop_specs[0][1],
+                                     mode=crop_specs[0][2])
                     faces.append(FaceResult(frame=len(frame_rows), face=face, crop=base))
                     for spec in crop_specs:
                         crops_by_spec[spec].append(base if spec == crop_specs[0] else
-                                                   crop_face(fr.image, face.box, size=spec[0], margin=spec[1]))
+                                                   crop_face(fr.image, face.box, size=spec[0], margin=spec[1],
+                                                             mode=spec[2]))
                 frame_rows.append(row)
                 images.append(_display_copy(fr.image))
             timings["faces"] += time.perf_counter() - t
@@ -342,11 +344,11 @@ class Analyzer:
         return list(models)
 
     @staticmethod
-    def _spec(card: ModelCard) -> tuple[int, float]:
-        return int(card.crop.get("size", 256)), float(card.crop.get("margin", 0.3))
+    def _spec(card: ModelCard) -> tuple[int, float, str]:
+        return card.crop_spec
 
-    def _crop_specs(self, names: list[str]) -> list[tuple[int, float]]:
-        specs: list[tuple[int, float]] = []
+    def _crop_specs(self, names: list[str]) -> list[tuple[int, float, str]]:
+        specs: list[tuple[int, float, str]] = []
         for n in names:
             s = self._spec(self.cards[n])
             if s not in specs:

@@ -124,8 +124,8 @@ def _scenario_naive(path: str, frames: int) -> dict:
     with torch.inference_mode():
         for img, b in faces:
             for name, det in an.detectors.items():
-                c = det.card.crop
-                crop = crop_face(img, b, size=c.get("size", 256), margin=c.get("margin", 0.3))
+                size, margin, mode = det.card.crop_spec
+                crop = crop_face(img, b, size=size, margin=margin, mode=mode)
                 if det.card.kind == "frame":
                     scores.append(float(det.predict([crop])[0]))
                 else:

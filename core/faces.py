@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["Face", "FaceDetector", "crop_box", "crop_face", "link_tracks", "box_iou", "CROP_SIZE", "CROP_MARGIN"]
+__all__ = ["Face", "FaceDetector", "crop_box", "crop_face", "pad_frame", "link_tracks", "box_iou", "CROP_SIZE",
+           "CROP_MARGIN", "PAD_VALUE", "DETECT_PAD"]
 
 CROP_SIZE = 256
 CROP_MARGIN = 0.3
@@ -35,9 +36,20 @@ class Face:
     extra: dict = field(default_factory=dict)
 
 
-def crop_box(box, width: int, height: int, margin: float = CROP_MARGIN, square: bool = True) -> tuple[int, int, int, int]:
-    """Integer crop window around `box`: grown by `margin` of its size on every side, made square around the
-    centre, shifted to stay inside the frame where it fits, and clamped to the frame."""
+PAD_MODES = ("pad", "shift")
+PAD_VALUE = (0, 0, 0)  # the one padding: black, where a crop window leaves the image
+DETECT_PAD = 0.25  # a frame with no face is searched again inside a border of this fraction of its long side
+
+
+def crop_box(box, width: int, height: int, margin: float = CROP_MARGIN, square: bool = True,
+             mode: str = "pad") -> tuple[int, int, int, int]:
+    """Integer crop window around `box`: grown by `margin` of its size on every side and made square around the
+    centre. `mode="pad"` (the convention): the window stays centred on the face even where it leaves the image,
+    so it may reach outside the frame (negative or beyond width/height) and `crop_face` fills that part with
+    PAD_VALUE. `mode="shift"` (models trained before padding existed; their cards say so): the window is shifted
+    inside the frame where it fits, otherwise clamped to it."""
+    if mode not in PAD_MODES:
+        raise ValueError(f"unknown crop mode {mode!r} (one of {PAD_MODES})")
     x1, y1, x2, y2 = (float(v) for v in box)
     w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -45,6 +57,9 @@ def crop_box(box, width: int, height: int, margin: float = CROP_MARGIN, square: 
     if square:
         bw = bh = max(bw, bh)
     left, top = cx - bw / 2, cy - bh / 2
+    if mode == "pad":
+        l, t = int(round(left)), int(round(top))
+        return l, t, max(int(round(left + bw)), l + 1), max(int(round(top + bh)), t + 1)
     # Shift inside the frame when the window fits; otherwise clamp.
     left = min(max(left, 0.0), max(width - bw, 0.0))
     top = min(max(top, 0.0), max(height - bh, 0.0))
@@ -60,14 +75,29 @@ def crop_box(box, width: int, height: int, margin: float = CROP_MARGIN, square: 
 
 
 def crop_face(image: np.ndarray, box, size: int = CROP_SIZE, margin: float = CROP_MARGIN,
-              square: bool = True) -> np.ndarray:
-    """The face crop used by inference AND training: `crop_box` window resized to size x size (bicubic)."""
+              square: bool = True, mode: str = "pad") -> np.ndarray:
+    """The face crop used by inference AND training: the `crop_box` window, with PAD_VALUE where it leaves the
+    image (mode "pad"), resized to size x size (bicubic)."""
     h, w = image.shape[:2]
-    l, t, r, b = crop_box(box, w, h, margin=margin, square=square)
-    patch = image[t:b, l:r]
+    l, t, r, b = crop_box(box, w, h, margin=margin, square=square, mode=mode)
+    if l < 0 or t < 0 or r > w or b > h:
+        patch = np.empty((b - t, r - l, image.shape[2]), image.dtype)
+        patch[:] = PAD_VALUE
+        sl, st, sr, sb = max(l, 0), max(t, 0), min(r, w), min(b, h)
+        if sr > sl and sb > st:
+            patch[st - t:sb - t, sl - l:sr - l] = image[st:sb, sl:sr]
+    else:
+        patch = image[t:b, l:r]
     if patch.shape[0] == size and patch.shape[1] == size:
         return np.ascontiguousarray(patch)
-    return np.asarray(Image.fromarray(patch).resize((size, size), Image.BICUBIC))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(patch)).resize((size, size), Image.BICUBIC))
+
+
+def pad_frame(image: np.ndarray, fraction: float = DETECT_PAD) -> tuple[np.ndarray, int]:
+    """The frame inside a PAD_VALUE border of `fraction` of its long side on every side, and the border width:
+    MTCNN finds faces that fill a whole image (pre-cropped faces) in such a copy."""
+    p = max(int(round(max(image.shape[:2]) * fraction)), 1)
+    return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_CONSTANT, value=PAD_VALUE), p
 
 
 def box_iou(a, b) -> float:
@@ -141,6 +171,24 @@ class FaceDetector:
             return self._detect(frames, thr)
 
     def _detect(self, frames: list[np.ndarray], thr: float) -> list[list[Face]]:
+        """Every frame as it is, then each frame where nothing was confirmed once more inside a border
+        (`pad_frame`): a face that fills the whole image (a pre-cropped face) is found there."""
+        results = self._detect_pass(frames, thr)
+        empty = [i for i, faces in enumerate(results) if not faces]
+        if empty:
+            padded = [pad_frame(frames[i]) for i in empty]
+            for i, (img, p), faces in zip(empty, padded, self._detect_pass([img for img, _ in padded], thr)):
+                h, w = frames[i].shape[:2]
+                for f in faces:
+                    x1, y1, x2, y2 = f.box
+                    f.box = (round(max(x1 - p, 0.0), 1), round(max(y1 - p, 0.0), 1),
+                             round(min(x2 - p, float(w)), 1), round(min(y2 - p, float(h)), 1))
+                    f.landmarks = [(round(x - p, 1), round(y - p, 1)) for x, y in f.landmarks or []]
+                    f.extra["padded_detection"] = True
+                results[i] = [f for f in faces if f.box[2] > f.box[0] and f.box[3] > f.box[1]]
+        return results
+
+    def _detect_pass(self, frames: list[np.ndarray], thr: float) -> list[list[Face]]:
         results: list[list[Face]] = [[] for _ in frames]
         small = [_resize(f, self.detect_size) for f in frames]
         # Stage 1, batched by the downscaled size.

@@ -141,3 +141,22 @@ def robustness_figure(rob: dict, family: str, level: str = "video", metric: str 
     _layout(fig, title=f"{level}-level {metric.upper()} under {family} (dotted: clean)",
                       xaxis_title="strength", yaxis_title=metric)
     return fig
+
+
+def reliability_figure(tables: dict[str, list[dict]], title: str = "Reliability") -> go.Figure:
+    """Reliability diagram: per model, observed fraction of fakes against mean predicted P(fake) in each bin
+    (marker size ~ bin count); the diagonal is perfect calibration."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="grey"),
+                             name="perfectly calibrated", hoverinfo="skip"))
+    for name, rows in tables.items():
+        n = max((r["n"] for r in rows), default=1)
+        fig.add_trace(go.Scatter(
+            x=[r["mean_p"] for r in rows], y=[r["frac_fake"] for r in rows], mode="lines+markers", name=name,
+            marker=dict(size=[6 + 14 * (r["n"] / n) ** 0.5 for r in rows]),
+            customdata=[[r["lo"], r["hi"], r["n"]] for r in rows],
+            hovertemplate=f"{name}<br>P(fake) %{{customdata[0]}}-%{{customdata[1]}} (n %{{customdata[2]}})<br>"
+                          "mean predicted %{x:.3f}<br>observed fake %{y:.3f}<extra></extra>"))
+    fig.update_xaxes(title="mean predicted P(fake)", range=[0, 1])
+    fig.update_yaxes(title="observed fraction of fakes", range=[0, 1])
+    return _layout(fig, title=title, height=380)

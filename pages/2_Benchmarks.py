@@ -64,6 +64,27 @@ with tab_ours:
             st.markdown("**Targets of the shipped detectors, each on its own subset of the evaluation files**")
             st.dataframe([{**t, "met": {True: "yes", False: "no", None: "-"}[t["met"]]} for t in res["targets"]
                           if t["model"] in models or t["model"] == "ensemble"], hide_index=True, width="stretch")
+        fams = res.get("families")
+        if fams:
+            st.markdown("**By family** (each family's fakes against the reals it is ranked with; AUC with 95 % "
+                        "bootstrap interval)")
+            st.dataframe([{"family": fam, "run": run, "model": m, "n": v.get("n"), "fake": v.get("fake"),
+                           "AUC": v.get("auc"), "95 % interval": "-" if not v.get("ci95") else
+                           f"{v['ci95'][0]:.3f}-{v['ci95'][1]:.3f}"}
+                          for fam, by_run in fams.items() for run, ms in by_run.items() for m, v in ms.items()
+                          if m in models or m == "ensemble"], hide_index=True, width="stretch")
+        cal = res.get("calibration")
+        if cal:
+            st.markdown("**Calibration on the evaluation files** (does P(fake) = 0.8 mean fake 8 times in 10? "
+                        "Each model's temperature was fitted on its validation split; ECE = expected calibration "
+                        "error, 10 equal bins)")
+            subset = st.selectbox("Files", list(cal), key="cal-subset")
+            shown = {m: v for m, v in cal[subset].items() if m in models or m == "ensemble"}
+            c1, c2 = st.columns([3, 2])
+            c1.plotly_chart(viz.reliability_figure({m: v["reliability"] for m, v in shown.items()},
+                                                   f"Reliability diagram: {subset}"), width="stretch")
+            c2.dataframe([{"model": m, "n": v["n"], "ECE": v["ece"]} for m, v in shown.items()],
+                         hide_index=True, width="stretch")
         ev = res.get("ensemble_validation")
         if ev:
             st.markdown(f"**How the default ensemble was chosen** (validation files only, {ev.get('n_files')} files; "

@@ -5,19 +5,40 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.faces import Face, FaceDetector, crop_box, crop_face, link_tracks
+from conftest import DATA, need_shared
+from core.faces import PAD_VALUE, Face, FaceDetector, crop_box, crop_face, link_tracks, pad_frame
 from core.media import load_image
 
+NEEDS_PADDING = DATA / "i-Shreyansh__DeepFake-Detection/faces_224/esbaoauizq.jpg"  # MTCNN finds it only padded
 
-def test_crop_box_square_margin_and_clamped():
+
+def test_crop_box_square_margin_and_padded():
     l, t, r, b = crop_box((100, 100, 140, 160), 400, 300, margin=0.25)
     assert r - l == b - t == 90  # 60 * 1.5, square on the longer side
     assert (l + r) / 2 == pytest.approx(120, abs=1) and (t + b) / 2 == pytest.approx(130, abs=1)
-    # Near an edge the window shifts inside rather than padding.
-    l, t, r, b = crop_box((0, 0, 40, 40), 400, 300, margin=0.5)
+    # Near an edge the window stays centred on the face and reaches outside the frame (padding, not shifting).
+    assert crop_box((0, 0, 40, 40), 400, 300, margin=0.5) == (-20, -20, 60, 60)
+    # Larger than the frame: the whole window, outside parts included.
+    assert crop_box((10, 10, 290, 290), 300, 300, margin=0.5) == (-130, -130, 430, 430)
+
+
+def test_crop_box_shift_mode_of_earlier_models():
+    # Cards cut before padding existed ("mode": "shift"): shifted inside the frame, clamped where it cannot fit.
+    l, t, r, b = crop_box((0, 0, 40, 40), 400, 300, margin=0.5, mode="shift")
     assert (l, t) == (0, 0) and r - l == 80 and b - t == 80
-    # Larger than the frame: clamped to the frame.
-    assert crop_box((10, 10, 290, 290), 300, 300, margin=0.5) == (0, 0, 300, 300)
+    assert crop_box((10, 10, 290, 290), 300, 300, margin=0.5, mode="shift") == (0, 0, 300, 300)
+    with pytest.raises(ValueError, match="crop mode"):
+        crop_box((0, 0, 4, 4), 10, 10, mode="clamp")
+
+
+def test_crop_face_pads_where_the_window_leaves_the_image():
+    img = np.full((100, 100, 3), 200, np.uint8)  # a face crop that the face fills
+    crop = crop_face(img, (0, 0, 100, 100), size=150, margin=0.25)  # window -25..125 -> 150 px, no resize
+    assert crop.shape == (150, 150, 3)
+    assert np.all(crop[:25] == PAD_VALUE) and np.all(crop[:, :25] == PAD_VALUE) and np.all(crop[-25:] == PAD_VALUE)
+    assert np.all(crop[25:125, 25:125] == 200)  # the image itself, centred and unscaled
+    padded, p = pad_frame(img)
+    assert p == 25 and padded.shape == (150, 150, 3) and np.array_equal(padded, crop)
 
 
 def test_crop_face_size_and_content():
@@ -71,3 +92,19 @@ def test_second_stage_rejects_what_the_first_stage_alone_accepts(detector, face_
     dual_strict = detector.detect([img], threshold=0.999)[0]
     assert len(dual_strict) <= len(single)
     assert all(f.confidence >= 0.999 for f in dual_strict)
+
+
+def test_pre_cropped_faces_are_found(detector, shared_data):
+    """The DFDC and FF++ face crops (the face fills the image) are detected: the padded pass finds what the plain
+    pass misses, and boxes come back in the crop's own pixels."""
+    need_shared(NEEDS_PADDING)
+    img = load_image(NEEDS_PADDING)
+    assert detector._detect_pass([img], detector.threshold) == [[]]
+    faces = detector.detect([img])[0]
+    assert faces and faces[0].extra.get("padded_detection")
+    x1, y1, x2, y2 = faces[0].box
+    assert 0 <= x1 < x2 <= img.shape[1] and 0 <= y1 < y2 <= img.shape[0] and (x2 - x1) > img.shape[1] / 2
+    crops = sorted((shared_data / "i-Shreyansh__DeepFake-Detection/faces_224").glob("*.jpg"))[:20:2] + \
+        sorted((shared_data / "MCS1-FYP__MesoNet-Website").glob("*/*.jpg"))[:20:2]
+    found = [bool(detector.detect([load_image(p)])[0]) for p in crops]
+    assert sum(found) >= 18, [str(p) for p, f in zip(crops, found) if not f]

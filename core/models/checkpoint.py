@@ -47,7 +47,12 @@ class ModelCard:
     classes: list[str] = field(default_factory=lambda: ["real", "fake"])
     output: str = "softmax"  # softmax over classes, or sigmoid of one logit for classes[1]
     frames: int = 1
-    crop: dict = field(default_factory=lambda: {"size": 256, "margin": 0.3})
+    # How faces are cut for this model (core.faces.crop_face): size, margin and mode. A card without "mode" was
+    # cut before padding existed and gets "shift" (its crops were shifted/clamped inside the frame).
+    crop: dict = field(default_factory=lambda: {"size": 256, "margin": 0.3, "mode": "pad"})
+    # Post-hoc calibration fitted on validation data: {"method": "temperature", "temperature": T, ...};
+    # P(fake) = sigmoid(fake logit / T). Empty: the network's own probabilities.
+    calibration: dict = field(default_factory=dict)
     thresholds: dict = field(default_factory=lambda: {"decision": 0.5, "real_below": 0.35, "fake_above": 0.65})
     display_name: str = ""
     version: str = "1"
@@ -100,6 +105,24 @@ class ModelCard:
             raise CardError(f"{where}: thresholds must satisfy 0 <= real_below <= decision <= fake_above <= 1")
         if self.input_size < 16 or self.frames < 1:
             raise CardError(f"{where}: input_size >= 16 and frames >= 1 required")
+        if self.crop.get("mode", "shift") not in ("pad", "shift"):
+            raise CardError(f"{where}: crop mode must be pad or shift")
+        if self.calibration:
+            if self.calibration.get("method") != "temperature":
+                raise CardError(f"{where}: calibration method must be temperature")
+            t = self.calibration.get("temperature")
+            if not isinstance(t, (int, float)) or not 0.01 <= t <= 100:
+                raise CardError(f"{where}: calibration temperature must be a number in [0.01, 100]")
+
+    @property
+    def temperature(self) -> float:
+        return float(self.calibration.get("temperature", 1.0)) if self.calibration else 1.0
+
+    @property
+    def crop_spec(self) -> tuple[int, float, str]:
+        """(size, margin, mode) for core.faces.crop_face."""
+        return (int(self.crop.get("size", 256)), float(self.crop.get("margin", 0.3)),
+                str(self.crop.get("mode", "shift")))
 
 
 def save_checkpoint(model: nn.Module, card: ModelCard, out_dir: str | Path) -> Path:
@@ -137,7 +160,8 @@ def read_card(card_path: str | Path) -> ModelCard:
 
 class Detector(nn.Module):
     """A loaded model plus its card. `forward` maps preprocessed input to one fake logit per sample (B, 1):
-    sigmoid(fake logit) = P(fake) for both softmax and sigmoid heads."""
+    sigmoid(fake logit) = P(fake) for both softmax and sigmoid heads, divided by the card's calibration
+    temperature when it has one."""
 
     def __init__(self, net: nn.Module, card: ModelCard):
         super().__init__()
@@ -159,9 +183,12 @@ class Detector(nn.Module):
         logits = self.net(x)
         if self.card.output == "sigmoid":
             z = logits.reshape(logits.shape[0], -1)[:, :1]  # logit of classes[1]
-            return z if self.fake_index == 1 else -z
-        others = torch.cat([logits[:, : self.fake_index], logits[:, self.fake_index + 1:]], dim=1)
-        return (logits[:, self.fake_index] - torch.logsumexp(others, dim=1)).unsqueeze(1)
+            z = z if self.fake_index == 1 else -z
+        else:
+            others = torch.cat([logits[:, : self.fake_index], logits[:, self.fake_index + 1:]], dim=1)
+            z = (logits[:, self.fake_index] - torch.logsumexp(others, dim=1)).unsqueeze(1)
+        t = self.card.temperature
+        return z if t == 1.0 else z / t
 
     def preprocess(self, crops: list[np.ndarray]) -> torch.Tensor:
         """uint8 HxWx3 RGB crops -> normalised (N, 3, S, S) float tensor on the model's device."""

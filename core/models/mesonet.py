@@ -120,7 +120,7 @@ def convert_mesonet(h5_path: str | Path, out_dir: str | Path) -> Path:
         classes=["fake", "real"],  # Keras class folders sorted: df=0, real=1; the sigmoid is P(real)
         output="sigmoid",
         frames=1,
-        crop={"size": 256, "margin": 0.15},
+        crop={"size": 256, "margin": 0.15, "mode": "pad"},
         thresholds={"decision": 0.5, "real_below": 0.3, "fake_above": 0.7},
         version=MESONET_COMMIT[:12],
         description="MesoNet reference detector (Afchar et al., WIFS 2018), published Keras weights ported to "

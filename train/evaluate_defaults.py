@@ -1,14 +1,20 @@
-"""Evaluate the shipped detectors on every labelled file of ../shared/data that no model trained on, side by side
-with MesoNet, and write the results where the app reads them:
+"""Evaluate the shipped detectors on every labelled file of ../shared/data that no model trained or was selected
+on, side by side with MesoNet, and write the results where the app reads them:
 
-- weights/ensemble_val_files.csv: the ensemble's validation files: the gan-face validation split plus a third of the
-  labelled files no model trained on (whole groups, stratified by media, label and dataset); the default ensemble
-  (which models, and its verdict thresholds) is chosen on these only and written to weights/ensemble.json;
-- weights/eval_files.csv: the evaluation list (the other labelled files no model trained or was validated on);
-- weights/benchmarks.json: `core evaluate` results for every shipped model, the default ensemble and MesoNet, the
-  real-face false-positive rates by source, the JPEG q50 robustness check, the ensemble candidates and a table of
-  the detectors issue's targets with 95 % bootstrap intervals (`--targets-only` recomputes that table);
+- weights/ensemble_val_files.csv: the ensemble's validation files: the earlier fixed list (the gan-face validation
+  split plus a third of the labelled files no model trained on, whole groups) plus face-swap crops of the fixed
+  `val` split of weights/face_crop_splits.csv; the default ensemble (which models, and its verdict thresholds) is
+  chosen on these only and written to weights/ensemble.json (with a one-sentence scope for the Home page);
+- weights/eval_files.csv: the evaluation list: the earlier fixed list plus crops of the fixed `test` split, which
+  no training or model selection ever touches;
+- weights/benchmarks.json: `core evaluate` results for every shipped model, the default ensemble and MesoNet, AUC
+  per family (DFDC crops, FF++ crops, face-swap videos, GAN faces, ...) with 95 % bootstrap intervals, the
+  real-face false-positive rates by source, the JPEG q50 robustness check, calibration (ECE and reliability
+  tables), the ensemble candidates and the detectors issue's targets (`--targets-only` recomputes that table);
 - each shipped card's `metrics.evaluation` and `ensemble`.
+
+The written lists are kept (they were made when the earlier models' manifests existed; recomputing them needs
+every such manifest, `--resplit`).
 
     python -m train.evaluate_defaults --data ../shared/data --faces .cache/faces --weights weights
 """
@@ -34,6 +40,11 @@ OTHER_REAL_SOURCES = {  # real faces from sources no model trained on, for the f
     "CelebA-HQ": "CelebA-HQ",
     "press photos": "deepface unit-test photos",
     "phone clips": "LivePortrait driving-video",
+    "real videos (all)": "",  # every real video of the evaluation list (media video)
+}
+TRAINED_REAL_SOURCES = {  # reals of sources some model trained on (their held-out split): reported, not a target
+    "DFDC real crops (test split)": "DFDC (face crops",
+    "FF++ real crops (test split)": "FaceForensics++ (face crops",
 }
 
 
@@ -204,8 +215,9 @@ def choose_ensemble(files: list[dict], models: list[str]) -> tuple[list[str], di
 
 def fp_rates(files: list[dict], models: list[str], cards: dict, ens_decision: float) -> dict:
     out = {}
-    for label, needle in OTHER_REAL_SOURCES.items():
-        sel = [f for f in files if f["label"] == "real" and needle in f["dataset"] and f["fake_probability"] is not None]
+    for label, needle in {**OTHER_REAL_SOURCES, **TRAINED_REAL_SOURCES}.items():
+        sel = [f for f in files if f["label"] == "real" and needle in f["dataset"] and f["fake_probability"] is not None
+               and (needle or f["media"] == "video")]
         row = {"n": len(sel)}
         for m in models:
             ps = [f["models"][m] for f in sel if f["models"].get(m) is not None]
@@ -269,6 +281,8 @@ def targets(runs: dict, fp: dict, rob: dict) -> list[dict]:
                          "run": run_name, "model": m, "n": n, "fake": n_fake, "value": auc,
                          "ci95": auc_ci95(files, m), "met": None})
     for src, row in fp.items():
+        if src not in OTHER_REAL_SOURCES:
+            continue
         v = row.get("ensemble_verdict_fake")
         rows.append({"target": "real faces called fake <= 5 %", "data": f"{src} (ensemble verdict)", "run": "ours",
                      "model": "ensemble", "n": row["n"], "fake": 0, "value": v, "met": None if v is None else v <= 0.05})
@@ -411,7 +425,8 @@ def main(argv=None) -> int:
         step = max(1, len(test_rows) // args.robustness_limit) if args.robustness_limit else 1
         rob_csv = write_rows(fields, test_rows[::step], Path(tmp) / "robustness.csv", data)
         rob = robustness_csv(rob_csv, an, [("jpeg", [50.0])], frames=args.frames, ensemble_models=chosen)
-        rob["data"] = f"every {step}th evaluation file ({len(test_rows[::step])}), file AUC"
+        rob["data"] = (f"{len(test_rows[::step])} evaluation files (every {step}), file AUC" if step > 1 else
+                       f"all {len(test_rows)} evaluation files, file AUC")
     ens_decision = thresholds["decision"]
     bench = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

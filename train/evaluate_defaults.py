@@ -260,19 +260,31 @@ def auc_ci95(files: list[dict], model: str, n_boot: int = 2000, seed: int = 0) -
     return [round(float(q), 3) for q in np.percentile(aucs, [2.5, 97.5])]
 
 
-def targets(runs: dict, fp: dict, rob: dict) -> list[dict]:
-    """The detectors issue's targets, each measured on its own family of the evaluation files (fakes of the family
-    against the reals named in FAMILY_TARGETS), for every model and run, with 95 % bootstrap intervals."""
-    rows = []
-    for fam, (reals, goal) in FAMILY_TARGETS.items():
+def family_table(runs: dict) -> dict:
+    """family -> run -> model (and "ensemble") -> AUC, n, fakes and 95 % bootstrap interval, each family's fakes
+    against the reals named in FAMILY_TARGETS (computed once: the targets and the cards read it)."""
+    out = {}
+    for fam in FAMILY_TARGETS:
         for run_name, res in runs.items():
             files = family_files([f for f in res["files"] if f["label"] in ("real", "fake")], fam)
             for m in list(res["models"]) + ["ensemble"]:
                 auc, n, n_fake = _auc(files, m)
+                out.setdefault(fam, {}).setdefault(run_name, {})[m] = {"auc": auc, "n": n, "fake": n_fake,
+                                                                       "ci95": auc_ci95(files, m)}
+    return out
+
+
+def targets(runs: dict, fp: dict, rob: dict, fams: dict) -> list[dict]:
+    """The detectors issue's targets, each measured on its own family of the evaluation files (`family_table`),
+    for every model and run, with 95 % bootstrap intervals."""
+    rows = []
+    for fam, (reals, goal) in FAMILY_TARGETS.items():
+        for run_name, by_model in fams[fam].items():
+            for m, v in by_model.items():
                 rows.append({"target": f"{fam} AUC" + (f" >= {goal}" if goal else " (reported)"),
                              "data": f"{fam} fakes vs {' + '.join(reals)} reals (evaluation files)", "run": run_name,
-                             "model": m, "n": n, "fake": n_fake, "value": auc, "ci95": auc_ci95(files, m),
-                             "met": None if goal is None or auc is None else auc >= goal})
+                             "model": m, "n": v["n"], "fake": v["fake"], "value": v["auc"], "ci95": v["ci95"],
+                             "met": None if goal is None or v["auc"] is None else v["auc"] >= goal})
     for run_name, res in runs.items():
         files = [f for f in res["files"] if f["label"] in ("real", "fake")]
         for m in list(res["models"]) + ["ensemble"]:
@@ -367,7 +379,8 @@ def main(argv=None) -> int:
         rob = {"clean": bench["robustness_jpeg50"]["clean"],
                "perturbations": {"jpeg": [bench["robustness_jpeg50"]["jpeg50"]]},
                "data": bench["robustness_jpeg50"].get("data", "robustness files, file AUC")}
-        bench["targets"] = targets(bench["runs"], bench["real_face_false_positive_rate"], rob)
+        bench["families"] = family_table(bench["runs"])
+        bench["targets"] = targets(bench["runs"], bench["real_face_false_positive_rate"], rob, bench["families"])
         (weights / "benchmarks.json").write_text(json.dumps(bench, indent=1, default=float) + "\n")
         print_targets(bench["targets"])
         return 0
@@ -428,6 +441,8 @@ def main(argv=None) -> int:
         rob["data"] = (f"{len(test_rows[::step])} evaluation files (every {step}), file AUC" if step > 1 else
                        f"all {len(test_rows)} evaluation files, file AUC")
     ens_decision = thresholds["decision"]
+    runs = {"ours": res_ours, **({"mesonet": res_meso} if res_meso else {})}
+    fams = family_table(runs)
     bench = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "what": "measured here: `core evaluate` on every labelled file of ../shared/data that no model trained or "
@@ -439,15 +454,8 @@ def main(argv=None) -> int:
         "real_face_false_positive_rate": fp_rates(res_ours["files"], ours, an.cards, ens_decision),
         "robustness_jpeg50": {"clean": rob["clean"], "jpeg50": rob["perturbations"]["jpeg"][0], "data": rob["data"]},
         "calibration": calibration_report(res_ours["files"], ours),
-        "families": {fam: {run: {m: {"auc": _auc(family_files(res["files"], fam), m)[0],
-                                     "n": _auc(family_files(res["files"], fam), m)[1],
-                                     "fake": _auc(family_files(res["files"], fam), m)[2],
-                                     "ci95": auc_ci95(family_files(res["files"], fam), m)}
-                                 for m in list(res["models"]) + ["ensemble"]}
-                           for run, res in (("ours", res_ours), ("mesonet", res_meso)) if res}
-                     for fam in FAMILY_TARGETS},
-        "targets": targets({"ours": res_ours, **({"mesonet": res_meso} if res_meso else {})},
-                           fp_rates(res_ours["files"], ours, an.cards, ens_decision), rob),
+        "families": fams,
+        "targets": targets(runs, fp_rates(res_ours["files"], ours, an.cards, ens_decision), rob, fams),
         "minutes": round((time.time() - t0) / 60, 1),
     }
     (weights / "benchmarks.json").write_text(json.dumps(bench, indent=1, default=float) + "\n")

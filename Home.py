@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app import viz
 from core.analyze import default_model_names, load_policy
 from core.models.checkpoint import CardError, ModelCard, discover_models, weights_dirs
 
@@ -57,7 +58,7 @@ if scope:
 models, broken = installed_models(tuple(str(d) for d in weights_dirs()))
 st.subheader("Installed models")
 if models:
-    st.dataframe(models, hide_index=True, width="stretch")
+    viz.table(models, wide=("trained on", "card"))
     st.caption("Looked in: " + ", ".join(str(d) for d in weights_dirs()) + ". `default` models form the ensemble "
                "unless you choose others. Each model's card (JSON beside its weights) holds its training data, "
                "terms, metrics and thresholds.")
@@ -82,6 +83,6 @@ st.markdown(
 st.subheader("This session's analyses")
 history = st.session_state.get("history", [])
 if history:
-    st.dataframe(history[::-1], hide_index=True, width="stretch")
+    viz.table(history[::-1])
 else:
     st.caption("No analyses yet in this session.")

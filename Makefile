@@ -8,9 +8,17 @@ APP_STAMP := $(VENV)/.tbd-app
 DEV_STAMP := $(VENV)/.tbd-dev
 TRAIN_STAMP := $(VENV)/.tbd-train
 
-.PHONY: setup run test lint bench clean train-setup train-defaults browser
+.PHONY: setup run test lint bench clean train-setup train-defaults browser pdf-libs
 
-setup: $(APP_STAMP)
+setup: $(APP_STAMP) pdf-libs
+
+# Debian's Pango for WeasyPrint (PDF case reports). Needs root for apt-get; without it PDF export says what is
+# missing (and its tests fail under CI=true).
+pdf-libs:
+	@if ! ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0.so.0; then if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 \
+		fonts-dejavu-core >/dev/null; \
+	else echo "note: Debian libpango-1.0-0 and libpangoft2-1.0-0 are not installed; PDF reports will not work"; fi; fi
 
 $(APP_STAMP): requirements.txt requirements-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,11 +49,11 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "note: Debian chromium is not installed; the browser test will skip"; fi; }
 
-test: $(DEV_STAMP) browser
+test: $(DEV_STAMP) browser pdf-libs
 	$(PY) -m pytest -q tests
 
 lint: $(DEV_STAMP)
-	$(PY) -m ruff check core tests pages Home.py train
+	$(PY) -m ruff check core app tests pages Home.py train
 
 bench: setup
 	$(PY) -m core bench

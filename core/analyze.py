@@ -23,11 +23,14 @@ from .faces import Face, FaceDetector, crop_face, link_tracks
 from .media import Frame, MediaError, MediaInfo, open_media
 from .models.checkpoint import CardError, Detector, ModelCard, discover_models, load_detector, weights_dirs
 
-__all__ = ["Analyzer", "Analysis", "NoModelsError", "default_model_names", "load_policy", "ProgressFn"]
+__all__ = ["Analyzer", "Analysis", "NoModelsError", "default_model_names", "load_policy", "installed_models",
+           "ProgressFn"]
 
 ProgressFn = Callable[[str, float], None]  # (stage, fraction of that stage done)
 DISPLAY_LONG_SIDE = 960
 CHUNK = 16
+GALLERY_CROP = (128, 0.15, "pad")  # size, margin, mode of the gallery's plain face crop
+INPUT_THUMB = 160  # long side of the model input crops kept beside the heatmaps
 
 
 class NoModelsError(RuntimeError):
@@ -36,14 +39,21 @@ class NoModelsError(RuntimeError):
 
 def load_policy(dirs: list[Path] | None = None) -> dict:
     """Optional ensemble policy (ensemble.json in the first weights folder that has one):
-    {"models": [...], "real_below", "decision", "fake_above"}; the thresholds apply to exactly that ensemble."""
+    {"models": [...], "real_below", "decision", "fake_above", "combiner"}; the thresholds and the combiner apply to
+    exactly that ensemble (core.ensemble)."""
     for d in (weights_dirs() if dirs is None else dirs):
         p = Path(d) / "ensemble.json"
         if p.exists():
             try:
-                return json.loads(p.read_text())
+                policy = json.loads(p.read_text())
             except json.JSONDecodeError as e:
                 raise CardError(f"{p} is not valid JSON ({e})") from None
+            if policy.get("combiner") is not None:
+                try:
+                    ensemble.check_combiner(policy["combiner"], list(policy.get("models") or []))
+                except ValueError as e:
+                    raise CardError(f"{p}: {e}") from None
+            return policy
     return {}
 
 
@@ -61,9 +71,12 @@ def default_model_names(cards: dict[str, ModelCard], policy: dict | None = None)
 class FaceResult:
     frame: int  # position in Analysis.frames
     face: Face
-    crop: np.ndarray  # CROP_SIZE crop used for scoring/gallery
+    crop: np.ndarray  # the crop of the first model's crop spec (what that model scored)
     probs: dict[str, float | None] = field(default_factory=dict)
-    cams: dict[str, np.ndarray] = field(default_factory=dict)
+    cams: dict[str, np.ndarray] = field(default_factory=dict)  # Grad-CAM over each model's own input crop
+    thumb: np.ndarray | None = None  # the plain face crop for galleries (GALLERY_CROP), whatever the models cut
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)  # with Grad-CAM: each model's input crop, small
+    fake_probability: float | None = None  # the ensemble's P(fake) of this face alone (its members' scores)
 
 
 @dataclass
@@ -81,6 +94,7 @@ class Analysis:
     model_cards: dict[str, dict]
     images: list[bytes] = field(default_factory=list)  # display copies of the sampled frames (JPEG q90)
     created: str = ""
+    crop_specs: dict[str, tuple] = field(default_factory=dict)  # model -> (crop size, margin, mode) it was fed
 
     def frame_image(self, pos: int) -> np.ndarray:
         """The display copy (long side <= 960 px) of sampled frame `pos` as an RGB array."""
@@ -206,7 +220,9 @@ class Analyzer:
                     row["faces"].append(len(faces))
                     base = crop_face(fr.image, face.box, size=crop_specs[0][0], margin=crop_specs[0][1],
                                      mode=crop_specs[0][2])
-                    faces.append(FaceResult(frame=len(frame_rows), face=face, crop=base))
+                    faces.append(FaceResult(frame=len(frame_rows), face=face, crop=base,
+                                            thumb=crop_face(fr.image, face.box, size=GALLERY_CROP[0],
+                                                            margin=GALLERY_CROP[1], mode=GALLERY_CROP[2])))
                     for spec in crop_specs:
                         crops_by_spec[spec].append(base if spec == crop_specs[0] else
                                                    crop_face(fr.image, face.box, size=spec[0], margin=spec[1],
@@ -261,6 +277,9 @@ class Analyzer:
             prog("models", (mi + 1) / len(names))
         timings["models"] += time.perf_counter() - t
 
+        for f in faces:  # each face's own ensemble score (gallery borders)
+            f.fake_probability = ensemble.combine({m: f.probs.get(m) for m in ens_members}, self.cards,
+                                                  self.policy)["fake_probability"]
         # Per track and video verdict: the most suspicious track decides.
         tracks = []
         for tid in track_ids:
@@ -316,8 +335,9 @@ class Analyzer:
                 except Exception as e:
                     model_out[name]["cam_error"] = f"{type(e).__name__}: {str(e)[:200]}"
                     continue
-                for f, o in zip(faces, overlays):
+                for f, o, c in zip(faces, overlays, crops):
                     f.cams[name] = o
+                    f.inputs[name] = _thumbnail(c, INPUT_THUMB)
                 prog("explain", (mi + 1) / len(names))
             timings["explain"] += time.perf_counter() - t
 
@@ -331,7 +351,7 @@ class Analyzer:
             settings={"frames": frames, "face_threshold": thr, "models": names, "cam": cam,
                       "device": str(self.device)},
             model_cards={n: self.cards[n].to_dict() for n in names}, images=images,
-            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), crop_specs={n: self._spec(self.cards[n]) for n in names},
         )
 
     # ---------------------------------------------------------------------------------------------- helpers
@@ -378,6 +398,14 @@ def release_memory() -> None:
 _LIBC = None
 
 
+def _thumbnail(img: np.ndarray, side: int) -> np.ndarray:
+    import cv2
+
+    h, w = img.shape[:2]
+    s = side / max(h, w)
+    return img.copy() if s >= 1 else cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+
+
 def _display_copy(image: np.ndarray) -> bytes:
     """A JPEG (q90) of the frame with its long side at most 960 px: a few dozen KB instead of megabytes, so
     cached analyses stay small."""
@@ -390,3 +418,11 @@ def _display_copy(image: np.ndarray) -> bytes:
     if not ok:
         raise RuntimeError("could not encode the display copy of a frame")
     return buf.tobytes()
+
+
+def installed_models(dirs: list[Path] | None = None) -> tuple[dict[str, ModelCard], dict[str, str], list[str]]:
+    """(usable cards, unusable name -> reason, default ensemble names)."""
+    found = discover_models(dirs)
+    cards = {n: c for n, c in found.items() if isinstance(c, ModelCard)}
+    broken = {n: str(c) for n, c in found.items() if isinstance(c, CardError)}
+    return cards, broken, default_model_names(cards, load_policy(dirs))

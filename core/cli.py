@@ -25,8 +25,8 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _write_atomic(dest: str, text: str, inputs: list[str]) -> None:
-    """Write text to dest (never over one of the inputs), via a temp file in the same folder."""
+def _write_atomic(dest: str, text: str | bytes, inputs: list[str]) -> None:
+    """Write text (or bytes) to dest (never over one of the inputs), via a temp file in the same folder."""
     d = Path(dest).resolve()
     for i in inputs:
         try:
@@ -37,7 +37,7 @@ def _write_atomic(dest: str, text: str, inputs: list[str]) -> None:
     d.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tbd-", dir=str(d.parent))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as f:
             f.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, d)
@@ -82,7 +82,7 @@ def _analyzer(args):
 # ----------------------------------------------------------------------------------------------- analyze
 def cmd_analyze(args) -> int:
     from .media import MediaError
-    from .report import render_html
+    from .report import ReportError, render_html, render_pdf
 
     if not 0 < args.face_threshold <= 1:
         _err("--face-threshold must be in (0, 1]")
@@ -121,8 +121,13 @@ def cmd_analyze(args) -> int:
             _log(f"warning: {path}: {w}")
         if args.report:
             dest = args.report if len(args.paths) == 1 else _numbered(args.report, i, path)
-            _write_atomic(dest, render_html(a), args.paths)
-            _log(f"wrote {dest}")
+            try:
+                _write_atomic(dest, render_pdf(a) if dest.lower().endswith(".pdf") else render_html(a), args.paths)
+            except ReportError as e:
+                _err(f"{dest}: {e}")
+                status = 2
+            else:
+                _log(f"wrote {dest}")
         if args.json != "-":
             _print_summary(j)
     out = results[0] if len(args.paths) == 1 else results
@@ -344,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--models", help="comma-separated model names that form the verdict (default ensemble if omitted)")
     a.add_argument("--beside", help="comma-separated model names scored and reported but kept out of the verdict")
     a.add_argument("--json", metavar="FILE|-", help="write the JSON result (- for stdout)")
-    a.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML case report")
+    a.add_argument("--report", metavar="FILE.html|FILE.pdf",
+                   help="write the case report: self-contained HTML, or PDF when the name ends in .pdf")
     a.add_argument("--cam", action="store_true", help="compute Grad-CAM heatmaps (shown in the report)")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=cmd_analyze)

@@ -9,6 +9,7 @@ frame-level: one score per detected face. Results are plain JSON for the Benchma
 from __future__ import annotations
 
 import csv
+import json
 import sys
 import time
 from pathlib import Path
@@ -18,10 +19,14 @@ import numpy as np
 
 from .analyze import Analyzer
 from .ensemble import ensemble_thresholds
-from .media import MediaError
-from .perturb import apply
+from .media import MediaError, open_media
+from .models.checkpoint import REPO_WEIGHTS, weights_dirs
+from .perturb import PERTURBATIONS, apply
 
-__all__ = ["read_labels", "evaluate_csv", "robustness_csv", "metrics"]
+__all__ = ["read_labels", "evaluate_csv", "robustness_csv", "metrics", "probe_perturbation", "result_files",
+           "load_json", "published_tables"]
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def read_labels(csv_path: str | Path) -> list[dict]:
@@ -172,3 +177,60 @@ def robustness_csv(csv_path: str | Path, analyzer: Analyzer, specs: list[tuple[s
             entry = {"strength": s, **summary(r)}
             out["perturbations"][name].append(entry)
     return out
+
+
+# ----------------------------------------------------------------- one-file probes and result files
+
+def probe_perturbation(analyzer: Analyzer, path: str | Path, family: str, strengths: list[float], frames: int = 8,
+                       models: list[str] | None = None, seed: int = 0) -> dict:
+    """How each model's score moves as one input is perturbed: the clean analysis, then one per strength
+    (faces re-detected on the perturbed frames). Includes one example frame, original and perturbed."""
+    if family not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {family!r}")
+    points = []
+    clean = analyzer.analyze(path, frames=frames, models=models)
+    points.append({"strength": None, "probs": {m: v["fake_probability"] for m, v in clean.models.items()},
+                   "ensemble": clean.fake_probability, "verdict": clean.verdict})
+    example_pos = next((i for i, fr in enumerate(clean.frames) if fr["faces"]), 0)
+    first = next(open_media(path).frames(frames), None)
+    examples = []
+    for s in strengths:
+        tf = lambda fr, _s=s: apply(family, _s, fr, seed=seed)
+        a = analyzer.analyze(path, frames=frames, models=models, frame_transform=tf)
+        points.append({"strength": float(s), "probs": {m: v["fake_probability"] for m, v in a.models.items()},
+                       "ensemble": a.fake_probability, "verdict": a.verdict})
+        src = clean.frame_image(example_pos) if clean.images else (first.image if first else None)
+        if src is not None:
+            examples.append((float(s), apply(family, s, [src], seed=seed)[0]))
+    return {"family": family, "param": PERTURBATIONS[family][1], "points": points,
+            "models": list(clean.models), "original": clean.frame_image(example_pos) if clean.images else None,
+            "examples": examples}
+
+
+def load_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def result_files(kind: str) -> list[Path]:
+    """Result JSON files the pages can show: kind 'evaluate' or 'robustness'. Looks in weights/ and results/."""
+    out = []
+    for d in [REPO_WEIGHTS, REPO / "results", *weights_dirs()]:
+        if not Path(d).is_dir():
+            continue
+        for p in sorted(Path(d).glob("*.json")):
+            try:
+                head = json.loads(p.read_text())
+            except (json.JSONDecodeError, OSError):
+                continue
+            if not isinstance(head, dict):
+                continue
+            is_rob = "perturbations" in head and "clean" in head
+            is_eval = ("video" in head and "frame" in head) or ("runs" in head and "n_files" in head)
+            if (kind == "robustness" and (is_rob or "robustness_jpeg50" in head)) or (kind == "evaluate" and is_eval):
+                if p not in out:
+                    out.append(p)
+    return out
+
+
+def published_tables() -> list[dict]:
+    return load_json(Path(__file__).parent / "data" / "published_results.json")["tables"]

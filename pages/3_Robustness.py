@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from core import viz
-from core.analyze import Analyzer
-from core.dashboard import examples, installed_models, load_json, probe_perturbation, result_files, saved_upload, sha256_bytes
+from app import viz
+from app.dashboard import examples, saved_upload, sha256_bytes
+from core.analyze import Analyzer, installed_models
+from core.evaluate import load_json, probe_perturbation, result_files
 from core.media import MediaError
 from core.perturb import PERTURBATIONS, describe
 
@@ -68,11 +69,10 @@ with tab_one:
         res = st.session_state.get("probe")
         if res and not st.session_state.get("probe_error"):
             st.plotly_chart(viz.strength_figure(res["points"], res["models"], res["param"],
-                                                f"P(fake) against {res['family']} {res['param']} (dotted: clean)"),
-                            width="stretch")
-            st.dataframe([{"strength": "clean" if p["strength"] is None else f"{p['strength']:g}", "verdict": p["verdict"],
-                           "ensemble": p["ensemble"], **p["probs"]} for p in res["points"]], hide_index=True,
-                         width="stretch")
+                                                f"P(fake) under {res['family']} {res['param']}"), width="stretch")
+            viz.table([{"strength": "clean" if p["strength"] is None else f"{p['strength']:g}", "verdict": p["verdict"],
+                        "ensemble": p["ensemble"], **p["probs"]} for p in res["points"]],
+                      numbers={k: "%.4f" for k in ["ensemble", *res["models"]]})
             if res["original"] is not None:
                 cols = st.columns(1 + len(res["examples"]))
                 cols[0].image(res["original"], caption="original", width="stretch")
@@ -89,10 +89,11 @@ with tab_batch:
         rob = load_json(chosen)
         if "robustness_jpeg50" in rob:  # benchmarks.json: one strength of JPEG
             r = rob["robustness_jpeg50"]
-            rob = {"clean": r["clean"], "perturbations": {"jpeg": [r["jpeg50"]]}, "csv": rob.get("what", "")}
+            rob = {"clean": r["clean"], "perturbations": {"jpeg": [r["jpeg50"]]},
+                   "csv": r.get("data") or "the evaluation files of weights/eval_files.csv"}
         st.caption(f"Measured here on {rob.get('csv', '?')}; faces re-detected on the perturbed frames.")
         level = st.radio("Level", ["video", "frame"], horizontal=True, key="rob-level")
         for fam in rob["perturbations"]:
             st.plotly_chart(viz.robustness_figure(rob, fam, level), width="stretch")
-            st.dataframe([{"strength": e["strength"], **{m: v.get("auc") for m, v in e[level].items()}}
-                          for e in rob["perturbations"][fam]], hide_index=True)
+            viz.table(viz.robustness_rows(rob, fam, level), numbers={"AUC": "%.4f", "clean AUC": "%.4f",
+                                                                      "change": "%+.4f"})

@@ -33,6 +33,17 @@ def need_shared(*paths: Path) -> None:
         pytest.skip(msg)
 
 
+def need_pdf() -> None:
+    """Skip (or fail under CI) when WeasyPrint or Debian's Pango (libpango-1.0-0, libpangoft2-1.0-0) is missing."""
+    try:
+        import weasyprint  # noqa: F401
+    except (ImportError, OSError) as e:
+        msg = f"needs WeasyPrint with Debian libpango-1.0-0 and libpangoft2-1.0-0 (`make test` as root): {e}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     need_shared(DATA / "LABELS.csv")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DFDC_CLIP, need_shared
+from conftest import DFDC_CLIP, need_pdf, need_shared
 from core.analyze import Analyzer, NoModelsError
 from core.evaluate import evaluate_csv, read_labels, robustness_csv
 from core.media import MediaError
@@ -79,9 +79,38 @@ def test_html_report_is_self_contained(clip_result, tmp_path):
     assert "Verdict:" in html and clip_result.verdict.replace("_", " ").upper() in html
     votes = clip_result.ensemble.get("votes", {})
     assert "Votes of the verdict's models: " + ", ".join(f"{n} {k}" for k, n in votes.items()) in html
-    assert html.count("data:image/png;base64,") >= len(clip_result.faces) * 2
+    # compact gallery: every face once as a small crop, the deciding track first; the key face with each model's
+    # Grad-CAM over its own input crop
+    assert html.count("<div class='face'") == len(clip_result.faces)
+    tracks = re.findall(r"<h3>Track (\d+)", html)
+    assert tracks and int(tracks[0]) == clip_result.ensemble["track"]
+    assert html.count("data:image/png;base64,") >= len(clip_result.faces) + 1 + 2 * len(clip_result.models)
+    assert all(f"{m}: Grad-CAM over its input" in html for m in clip_result.models)
     assert not re.search(r"""(src|href)=["']https?://""", html)
     assert "<svg" in html and "Grad-CAM" in html
+    # the timeline has time ticks (seconds) along the axis
+    ticks = [float(t) for t in re.findall(r'text-anchor="middle">([0-9.]+)</text>', html)]
+    last = clip_result.frames[-1]["time_s"]
+    assert len(ticks) >= 4 and ticks == sorted(ticks) and ticks[-1] <= last < ticks[-1] + (ticks[1] - ticks[0])
+    assert "time (s)" in html
+
+
+def test_pdf_report_first_page_has_sha_verdict_and_model_versions(clip_result, tmp_path):
+    need_pdf()
+    from pypdf import PdfReader
+
+    from core.report import render_pdf
+
+    pdf = render_pdf(clip_result)
+    assert pdf[:5] == b"%PDF-"
+    (tmp_path / "case.pdf").write_bytes(pdf)
+    reader = PdfReader(tmp_path / "case.pdf")
+    first = "".join(reader.pages[0].extract_text().split())  # table cells may wrap a long hash
+    assert clip_result.info.sha256 in first
+    assert clip_result.verdict.replace("_", " ").upper() in first
+    for name, card in clip_result.model_cards.items():
+        assert "".join(name.split()) in first and card["sha256"] in first
+    assert len(reader.pages) >= 2
 
 
 def test_image_with_face(analyzer, face_image):

@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from conftest import DFDC_CLIP, MESONET, make_video, need_shared, run_cli
+from conftest import DFDC_CLIP, MESONET, make_video, need_pdf, need_shared, run_cli
 
 
 def _bad_inputs(tmp_path):
@@ -64,6 +64,20 @@ def test_json_to_stdout_is_only_json_and_report(tmp_path, meso_weights):
     assert j["input"]["sha256"] and len(j["frames"]) == 8 and j["settings"]["cam"] is True
     html = report.read_text()
     assert j["input"]["sha256"] in html and "data:image/png;base64," in html
+
+
+def test_pdf_report_from_the_command_line(tmp_path, meso_weights, face_image):
+    need_pdf()
+    from pypdf import PdfReader
+
+    report = tmp_path / "case.pdf"
+    p = run_cli("analyze", str(face_image), "--json", "-", "--quiet", "--report", str(report),
+                env={"TBD_WEIGHTS": str(meso_weights)})
+    assert p.returncode == 0, p.stderr
+    j = json.loads(p.stdout)
+    text = "".join(PdfReader(report).pages[0].extract_text().split())
+    assert j["input"]["sha256"] in text and j["verdict"].upper() in text
+    assert all(v["sha256"] in text for v in j["model_versions"].values())
 
 
 def test_video_and_variable_frame_rate_clip_give_valid_results(tmp_path, meso_weights):

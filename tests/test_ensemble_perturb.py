@@ -66,6 +66,39 @@ def test_policy_thresholds_apply_only_to_the_ensemble_they_were_chosen_for():
     assert ensemble.combine({"a": 0.8, "b": None}, CARDS, policy)["thresholds"]["fake_above"] == pytest.approx(0.7)
 
 
+def test_max_and_logistic_combiners_apply_to_their_own_ensemble_only():
+    pol = {"models": ["a", "b"], "combiner": {"type": "max"}}
+    r = ensemble.combine({"a": 0.9, "b": 0.1}, CARDS, pol)
+    assert r["fake_probability"] == pytest.approx(0.9) and r["combiner"] == "max" and "highest" in r["reason"]
+    # another set of models: the weighted mean, whatever the policy says
+    r = ensemble.combine({"a": 0.9, "b": 0.1, "c": 0.2}, CARDS, pol)
+    assert r["combiner"] == "mean" and r["fake_probability"] == pytest.approx(0.4)
+    pol = {"models": ["a", "b"], "combiner": {"type": "logistic", "weights": {"a": 2.0, "b": 0.0}, "bias": 0.5}}
+    r = ensemble.combine({"a": 0.8, "b": 0.01}, CARDS, pol)
+    z = 0.5 + 2.0 * np.log(0.8 / 0.2)
+    assert r["fake_probability"] == pytest.approx(1 / (1 + np.exp(-z)), abs=1e-6) and "stacked" in r["reason"]
+    # b's weight 0: b cannot move the score; a failed member: the other alone, and the reason says so
+    assert ensemble.combine({"a": 0.8, "b": 0.99}, CARDS, pol)["fake_probability"] == pytest.approx(r["fake_probability"])
+    r = ensemble.combine({"a": 0.8, "b": None}, CARDS, pol)
+    assert r["fake_probability"] == pytest.approx(0.8) and "b failed" in r["reason"] and r["combiner"] == "mean"
+
+
+@pytest.mark.parametrize("spec", [{"type": "median"}, {"type": "logistic", "weights": {"a": 1.0}, "bias": 0.0},
+                                  {"type": "logistic", "weights": {"a": -1.0, "b": 1.0}, "bias": 0.0},
+                                  {"type": "logistic", "weights": {"a": 1.0, "b": 1.0}}, "max"])
+def test_bad_combiner_is_refused_with_a_reason(spec, tmp_path):
+    import json
+
+    from core.analyze import load_policy
+    from core.models import CardError
+
+    with pytest.raises(ValueError):
+        ensemble.check_combiner(spec, ["a", "b"])
+    (tmp_path / "ensemble.json").write_text(json.dumps({"models": ["a", "b"], "combiner": spec}))
+    with pytest.raises(CardError, match="ensemble.json: .*combiner"):
+        load_policy([tmp_path])
+
+
 # ------------------------------------------------------------------------------------------- perturbations
 
 

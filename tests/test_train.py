@@ -532,13 +532,81 @@ def test_ensemble_is_chosen_on_validation_files():
             files.append(_file("fake" if y else "real", "video" if fam == "video" else "image", path.format(i=i),
                                good=0.3 + 0.4 * y + rng.uniform(-0.1, 0.1),
                                anti=0.3 + 0.4 * anti + rng.uniform(-0.1, 0.1), noise=rng.uniform()))
-    chosen, th, table = choose_ensemble(files, ["good", "anti", "noise"])
-    assert chosen == ["good"] and len(table) == 7
+    chosen, combiner, th, table = choose_ensemble(files, ["good", "anti", "noise"])
+    # 3 single models (one rule each: they rank alike under all), 3 pairs and the trio under mean, max, logistic
+    assert chosen == ["good"] and combiner == {"type": "mean"} and len(table) == 3 + 3 * 3 + 3
     assert th["real_below"] <= th["decision"] <= th["fake_above"]
     best = next(r for r in table if r["models"] == ["good"])
     assert best["video AUC"] == 1.0 and best["video n"] == 40 and best["face-swap crops AUC"] == 1.0
     anti = next(r for r in table if r["models"] == ["anti"])
     assert anti["video AUC"] == 0.0 and anti["score"] < best["score"]
+
+
+def _specialists(n=80, seed=0):
+    """"swap" separates face-swap crops (and a little the videos) and says "real", with scatter, to GAN faces;
+    "gan" the reverse. P(fake) = sigmoid of a normal logit: a specialist's at +-1.5, a blind model's around -2."""
+    rng = np.random.default_rng(seed)
+
+    def sig(mu, sd):
+        return float(1 / (1 + np.exp(-rng.normal(mu, sd))))
+
+    files, groups = [], []
+    for i in range(n):
+        y, lab = i % 2, "fake" if i % 2 else "real"
+        files.append(_file(lab, "image", f"i-Shreyansh__DeepFake-Detection/faces_224/{i}.jpg",
+                           swap=sig(3 * y - 1.5, 1), gan=sig(-2, 1.5)))
+        files.append(_file(lab, "image", f"ffhq_vs_stylegan2/x/{i}.jpg", swap=sig(-2, 1.5), gan=sig(3 * y - 1.5, 1)))
+        files.append(_file(lab, "video", f"v/{i}.mp4", swap=sig(y - 0.5, 1), gan=sig(-2, 1.5)))
+        groups += [f"g{i}"] * 3
+    return files, groups
+
+
+def test_specialists_are_not_averaged_away():
+    """Two specialists, each blind to the other's fakes: the mean halves both, the max or a stacked rule keeps
+    both; the logistic rule is scored out of fold, its weights are >= 0 and a pure-noise member gets ~0."""
+    files, groups = _specialists()
+    rng = np.random.default_rng(1)
+    for f in files:
+        f["models"]["noise"] = float(rng.uniform())
+    chosen, combiner, th, table = choose_ensemble(files, ["swap", "gan", "noise"], groups)
+    assert chosen == ["swap", "gan"] and combiner["type"] in ("max", "logistic")
+    pair = {r["rule"]: r for r in table if r["models"] == ["swap", "gan"]}
+    assert pair[combiner["type"]]["score"] > pair["mean"]["score"] + 0.02
+    trio = next(r for r in table if r["models"] == ["swap", "gan", "noise"] and r["rule"] == "logistic")
+    w = trio["fitted"]["weights"]
+    assert min(w.values()) >= 0 and w["noise"] < 0.25 * min(w["swap"], w["gan"])
+    assert th["real_below"] <= th["decision"] <= th["fake_above"]
+
+
+def test_logistic_fit_never_counts_a_model_backwards():
+    from train.stacking import fit_logistic, out_of_fold
+
+    rng = np.random.default_rng(0)
+    y = np.arange(200) % 2
+    x = np.c_[(2 * y - 1) * 2 + rng.normal(0, 1, 200), -(2 * y - 1) * 2 + rng.normal(0, 1, 200)]
+    w, b = fit_logistic(x, y, np.ones(200))
+    assert w[0] > 0.5 and w[1] == 0.0  # the reversed model is ignored, not turned around
+    # out of fold: a row's score comes from a fit that did not see its group
+    probs = 1 / (1 + np.exp(-x))
+    p, spec = out_of_fold(probs, y, np.ones(200), [f"g{i // 2}" for i in range(200)], ["a", "b"], {}, "logistic")
+    assert np.isfinite(p).all() and spec["weights"]["b"] == 0.0 and spec["type"] == "logistic"
+    from core.ensemble import check_combiner
+
+    check_combiner(spec, ["a", "b"])  # what the selection writes, core accepts
+
+
+def test_repeat_shows_a_small_source_k_times_per_epoch(tmp_path):
+    from train.common import read_manifest
+    from train.train_image import Samples, repeated_items
+
+    rows = read_manifest(_tiny_manifest(tmp_path))
+    train = [r for r in rows if r["split"] == "train"]
+    data = Samples(train, "binary", None, 0)
+    pat = train[0]["source"]
+    keys = repeated_items(data, [(pat, 3)])
+    n_match = sum(pat in r["source"] for r in train)
+    assert len(keys) == len(train) + 2 * n_match and set(keys) == set(range(len(train)))
+    assert np.array_equal(repeated_items(data, []), np.arange(len(train)))
 
 
 def test_evaluation_split_keeps_groups_whole(tmp_path):

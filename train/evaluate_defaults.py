@@ -173,6 +173,14 @@ def write_rows(fields: list[str], rows: list[dict], dest: Path, data: Path | Non
     return dest
 
 
+RULE_TEXT = {
+    "mean": "weighted mean P(fake)",
+    "max": "highest member P(fake)",
+    "logistic": "stacked P(fake): sigmoid(bias + sum of weight x logit P(fake)), weights >= 0 fitted on validation files",
+}
+RULE_TEXT = {k: v + " with verdict bands chosen on validation data and a majority vote; a vote against the band "
+             "gives uncertain" for k, v in RULE_TEXT.items()}
+
 SELECTION_FAMILIES = ("video", "GAN faces (FFHQ vs StyleGAN2)", "face-swap crops")
 
 
@@ -184,33 +192,57 @@ def _selection_subset(files: list[dict], name: str) -> list[dict]:
     return [f for f in files if family(f) == name]
 
 
-def choose_ensemble(files: list[dict], models: list[str]) -> tuple[list[str], dict, list[dict]]:
-    """The default ensemble from validation files only: of every non-empty subset of `models`, the one whose mean
-    P(fake) has the best mean AUC over the selection families (validation videos, GAN-face images, face-swap
-    crops; ties: fewer models); thresholds from the same files."""
+def selection_family(f: dict) -> str:
+    """The selection family a validation file counts in (the rest: "other images")."""
+    return next((fam for fam in SELECTION_FAMILIES if f in _selection_subset([f], fam)), "other images")
+
+
+RULE_ORDER = ("mean", "max", "logistic")  # ties go to the simpler rule
+
+
+def choose_ensemble(files: list[dict], models: list[str], groups: list[str] | None = None,
+                    cards: dict | None = None) -> tuple[list[str], dict, dict, list[dict]]:
+    """The default ensemble from validation files only: of every non-empty subset of `models` and every rule of
+    core.ensemble (mean, max, logistic stacking; train.stacking), the one whose combined P(fake) has the best mean
+    AUC over the selection families (validation videos, GAN-face images, face-swap crops), the logistic rule scored
+    out of fold; ties: fewer models, then the simpler rule. Returns (models, combiner, thresholds, table); the
+    thresholds come from the same files (out-of-fold scores for the logistic rule)."""
     from itertools import combinations
 
     from train.common import choose_thresholds
+    from train.stacking import family_weights, out_of_fold
 
-    files = [f for f in files if all((f.get("models") or {}).get(m) is not None for m in models)]
-    table = []
+    keep = [i for i, f in enumerate(files) if all((f.get("models") or {}).get(m) is not None for m in models)]
+    files = [files[i] for i in keep]
+    groups = [groups[i] if groups else f["path"] for i, f in zip(keep, files)]
+    cards = cards or {}
+    y = np.array([f["label"] == "fake" for f in files], int)
+    fams = [selection_family(f) for f in files]
+    weights = family_weights(fams, y)
+    table, scored_by = [], {}
     for k in range(1, len(models) + 1):
         for subset in combinations(models, k):
-            row = {"models": list(subset)}
-            aucs = []
-            for fam in SELECTION_FAMILIES:
-                sel = _selection_subset(files, fam)
-                scored = [dict(f, fake_probability=float(np.mean([f["models"][m] for m in subset]))) for f in sel]
-                auc, n, n_fake = _auc(scored, "ensemble")
-                row[f"{fam} AUC"], row[f"{fam} n"], row[f"{fam} fake"] = auc, n, n_fake
-                if auc is not None:
-                    aucs.append(auc)
-            row["score"] = round(float(np.mean(aucs)), 4) if aucs else None
-            table.append(row)
-    best = max((r for r in table if r["score"] is not None), key=lambda r: (r["score"], -len(r["models"])))
-    y = np.array([f["label"] == "fake" for f in files], int)
-    p = np.array([np.mean([f["models"][m] for m in best["models"]]) for f in files])
-    return best["models"], choose_thresholds(y, p), table
+            probs = np.array([[f["models"][m] for m in subset] for f in files])
+            for rule in RULE_ORDER if k > 1 else ("mean",):  # one model: every rule ranks as the model itself
+                p, spec = out_of_fold(probs, y, weights, groups, list(subset), cards, rule)
+                row = {"models": list(subset), "rule": rule}
+                aucs = []
+                for fam in SELECTION_FAMILIES:
+                    idx = [i for i, x in enumerate(fams) if x == fam]
+                    scored = [dict(files[i], fake_probability=float(p[i])) for i in idx]
+                    auc, n, n_fake = _auc(scored, "ensemble")
+                    row[f"{fam} AUC"], row[f"{fam} n"], row[f"{fam} fake"] = auc, n, n_fake
+                    if auc is not None:
+                        aucs.append(auc)
+                row["score"] = round(float(np.mean(aucs)), 4) if aucs else None
+                if rule == "logistic":
+                    row["fitted"] = spec
+                table.append(row)
+                scored_by[(subset, rule)] = (p, spec)
+    best = max((r for r in table if r["score"] is not None),
+               key=lambda r: (r["score"], -len(r["models"]), -RULE_ORDER.index(r["rule"])))
+    p, spec = scored_by[(tuple(best["models"]), best["rule"])]
+    return best["models"], spec, choose_thresholds(y, p), table
 
 
 def fp_rates(files: list[dict], models: list[str], cards: dict, ens_decision: float) -> dict:
@@ -410,18 +442,23 @@ def main(argv=None) -> int:
         # 1. The default ensemble and its thresholds, from the validation files only.
         an = Analyzer(models=ours, dirs=[weights])
         res_val = evaluate_csv(val_csv, an, frames=args.frames, desc="validation")
-        chosen, thresholds, table = choose_ensemble(res_val["files"], ours)
+        group_of = {str((data / r["path"]).resolve()): _group(r) for r in val_rows}
+        chosen, combiner, thresholds, table = choose_ensemble(
+            res_val["files"], ours, [group_of.get(f["path"], f["path"]) for f in res_val["files"]], an.cards)
         policy_path = weights / "ensemble.json"
         policy = json.loads(policy_path.read_text()) if policy_path.exists() else {}
-        policy.update({"models": chosen, **thresholds, "chosen_on": {
+        policy.update({"models": chosen, "combiner": combiner, "rule": RULE_TEXT[combiner["type"]], **thresholds,
+                       "chosen_on": {
             "files": "weights/ensemble_val_files.csv", "n": len(res_val["files"]),
-            "rule": "every non-empty subset of the shipped models; best mean of video AUC and image AUC of the "
-                    "mean P(fake) on the validation files (ties: fewer models); thresholds on the same files: "
+            "rule": "every non-empty subset of the shipped models with every combination rule (mean, max, logistic "
+                    "stacking with non-negative weights fitted on these files, scored out of 5 grouped folds); best "
+                    "mean AUC over validation videos, GAN faces and face-swap crops (ties: fewer models, then the "
+                    "simpler rule); thresholds on the same files (out-of-fold scores for the logistic rule): "
                     "decision maximises balanced accuracy, fake_above keeps real-as-fake <= 5 %, real_below keeps "
                     "fake-as-real <= 5 %",
             "candidates": table, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}})
         policy_path.write_text(json.dumps(policy, indent=1) + "\n")
-        print(f"default ensemble: {chosen} {thresholds}", file=sys.stderr)
+        print(f"default ensemble: {chosen} {combiner} {thresholds}", file=sys.stderr)
         # 2. Every model on the evaluation files; the verdict from the chosen ensemble with its thresholds.
         an = Analyzer(models=ours, dirs=[weights])
         res_ours = evaluate_csv(csv_path, an, frames=args.frames, rows=label_rows, desc="ours", ensemble_models=chosen)
@@ -449,7 +486,8 @@ def main(argv=None) -> int:
                 "was validated on (weights/eval_files.csv: the earlier evaluation list plus the fixed test split of "
                 "the DFDC and FF++ face crops, weights/face_crop_splits.csv)",
         "n_files": len(label_rows), "frames": args.frames, "ensemble": chosen,
-        "ensemble_validation": {"n_files": len(res_val["files"]), "candidates": table, "thresholds": thresholds},
+        "ensemble_validation": {"n_files": len(res_val["files"]), "candidates": table, "thresholds": thresholds,
+                                "combiner": combiner},
         "runs": {"ours": strip(res_ours), **({"mesonet": strip(res_meso)} if res_meso else {})},
         "real_face_false_positive_rate": fp_rates(res_ours["files"], ours, an.cards, ens_decision),
         "robustness_jpeg50": {"clean": rob["clean"], "jpeg50": rob["perturbations"]["jpeg"][0], "data": rob["data"]},

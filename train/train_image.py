@@ -133,6 +133,16 @@ def _group_hash(group: str) -> float:
     return int(hashlib.sha1(group.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
+def repeated_items(data: "Samples", repeats: list[tuple[str, int]]) -> np.ndarray:
+    """The item keys of one epoch: each item once, or K times when its crop's source contains a --repeat pattern
+    (the first matching pattern counts); the epoch's order is a permutation of these keys."""
+    keys = []
+    for k, (i, _, _) in enumerate(data.items):
+        src = data.rows[i].get("source", "")
+        keys += [k] * next((n for pat, n in repeats if pat in src), 1)
+    return np.array(keys, dtype=np.int64)
+
+
 def class_weights(y: np.ndarray) -> torch.Tensor:
     """(N_total / 2) / N_class, as in the design."""
     n = len(y)
@@ -190,8 +200,18 @@ def main(argv=None) -> int:
                          "name; for quick comparisons of recipes at equal cost); validation stays whole")
     ap.add_argument("--max-per-group", type=int, default=0,
                     help="at most N crops per LABELS.csv group in each split (e.g. frames of one clip; 0 = all)")
+    ap.add_argument("--repeat", nargs=2, action="append", default=[], metavar=("PATTERN", "K"),
+                    help="show the training crops whose source path contains PATTERN K times per epoch (an integer "
+                         ">= 1; repeatable), e.g. a small dataset beside a large one; validation is untouched")
     add_run_args(ap, "training crops")
     args = ap.parse_args(argv)
+    try:
+        repeats = [(pat, int(k)) for pat, k in args.repeat]
+        if any(k < 1 for _, k in repeats):
+            raise ValueError
+    except ValueError:
+        print("error: --repeat takes a pattern and an integer K >= 1", file=sys.stderr)
+        return 2
     if args.ema and not 0 < args.ema < 1:
         print(f"error: --ema must be between 0 and 1 (got {args.ema})", file=sys.stderr)
         return 2
@@ -263,8 +283,9 @@ def main(argv=None) -> int:
         first, best, best_state = restore_state(resumed, det, opt, ema, rng, run, sched)
         t0 -= resumed["minutes"] * 60
         print(f"resuming {run.path} after epoch {first - 1} (best validation AUC {best[0]:.4f})", file=sys.stderr)
+    epoch_items = repeated_items(train_set, repeats)
     for epoch in range(first, args.epochs + 1):
-        order = rng.permutation(len(train_set))
+        order = epoch_items[rng.permutation(len(epoch_items))]
         tl, ta, _, _ = run_epoch(det, train_set, order, args.batch, loss_fn, opt, scaler, device, rng, True,
                                  f"epoch {epoch} train", ema, args.workers)
         if ema is not None:  # validate (and keep) the averaged weights; training goes on from its own
@@ -304,6 +325,8 @@ def main(argv=None) -> int:
                   + (f", every crop re-encoded as JPEG q{args.final_jpeg[0]}-{args.final_jpeg[1]}" if args.final_jpeg else "")
                   + (f", at most {args.max_per_group} crops per group" if args.max_per_group else "")
                   + (f", {args.train_fraction:g} of the training groups" if args.train_fraction < 1 else "")
+                  + "".join(f", crops of sources containing '{pat}' shown {k}x per epoch" for pat, k in repeats)
+                  + (f", started from {args.init_from}" if args.init_from else "")
                   + (f", self-blended pseudo-fakes of {args.sbi_extra:g} x the real crops as extra fakes "
                      f"(SBI source profile {args.sbi_profile})" if args.sbi_extra else "")
                   + (f", bilateral denoise p={args.clean}" if args.clean else "")

@@ -19,7 +19,8 @@ from typing import Iterator
 
 from core.analyze import Analysis
 
-__all__ = ["AnalysisStore", "saved_upload", "sha256_bytes", "history_row", "examples", "REPO", "SHARED_DATA"]
+__all__ = ["AnalysisStore", "store_case", "recent_cases", "open_case", "saved_upload", "sha256_bytes", "history_row",
+           "examples", "REPO", "SHARED_DATA"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -81,3 +82,50 @@ def examples() -> list[Path]:
     out = [SHARED_DATA / p for p in picks if (SHARED_DATA / p).exists()]
     fakes = sorted((SHARED_DATA / "ffhq_vs_stylegan2" / "fake").glob("*.jpg"))[:1]
     return out + fakes
+
+
+def store_case(db_path: str | Path, a: Analysis, name: str) -> str | None:
+    """Store a dashboard analysis as a case; a one-line note when it could not be (None when stored)."""
+    from core.cases import CaseDB, DatabaseError, case_key
+
+    try:
+        with CaseDB(db_path, writer=True, timeout_s=5) as db:
+            settings = dict(a.settings, ensemble=a.ensemble.get("members") or a.settings.get("models"))
+            versions = {n: c.get("sha256") for n, c in a.model_cards.items()}
+            j = a.to_json()
+            j["input"]["path"] = name  # the upload's own name, not its temp path
+            db.add(j, path=name, key=case_key(a.info.sha256, settings, versions), source="dashboard",
+                   thumbs=a.face_thumbs())
+    except (DatabaseError, OSError) as e:
+        return f"Not stored in the case database: {e}"
+    return None
+
+
+def recent_cases(db_path: str | Path, limit: int = 200) -> list[dict] | str:
+    """The newest cases of a database, or a one-line reason why there are none to show."""
+    from core.cases import CaseDB, DatabaseError
+
+    if not Path(db_path).exists():
+        return f"No case database at {db_path} yet."
+    try:
+        with CaseDB(db_path) as db:
+            rows = db.cases(limit=limit)
+    except DatabaseError as e:
+        return str(e)
+    return rows or "The case database is empty."
+
+
+def open_case(db_path: str | Path, case_id: int) -> Analysis | str:
+    """A stored case as an Analysis for the screens, or a one-line reason."""
+    from core.cases import CaseDB, DatabaseError
+
+    try:
+        with CaseDB(db_path) as db:
+            c = db.case(case_id)
+    except DatabaseError as e:
+        return str(e)
+    if c is None:
+        return f"case #{case_id} is not in {db_path}"
+    if not c["analysis"]:
+        return f"case #{case_id} ({c['path']}) is a per-file error: {c['error']}"
+    return Analysis.from_json(c["analysis"], c["thumbs"])

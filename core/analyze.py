@@ -8,12 +8,13 @@ verdict (-> Grad-CAM). Models and the face detector load once per `Analyzer`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -80,6 +81,34 @@ class FaceResult:
 
 
 @dataclass
+class Found:
+    """Hand-off of sample -> detect -> crop: the sampled frames, their faces (linked into tracks), display copies
+    and every face's crop for each crop spec (in face order)."""
+    specs: list[tuple[int, float, str]]
+    crops_by_spec: dict[tuple, list[np.ndarray]]
+    frame_rows: list[dict] = field(default_factory=list)
+    faces: list[FaceResult] = field(default_factory=list)
+    images: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class Scores:
+    """Hand-off of score: per model its output record; per track each model's P(fake) (None = failed)."""
+    model_out: dict[str, dict]
+    track_ids: list[int]
+    track_probs: dict[int, dict[str, float | None]]
+
+
+@dataclass
+class Decision:
+    """Hand-off of decide: the tracks with their ensembles and the verdict of the deciding track."""
+    tracks: list[dict]
+    verdict: str
+    fake_probability: float | None
+    ensemble: dict
+
+
+@dataclass
 class Analysis:
     info: MediaInfo
     frames: list[dict]  # {"index", "time_s", "faces": [face positions in self.faces]}
@@ -102,6 +131,58 @@ class Analysis:
 
         buf = np.frombuffer(self.images[pos], np.uint8)
         return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+
+    def face_thumbs(self, quality: int = 85) -> list[bytes]:
+        """Each face's gallery crop as JPEG (what a stored case keeps to show its gallery again)."""
+        import cv2
+
+        out = []
+        for f in self.faces:
+            img = f.thumb if f.thumb is not None else f.crop
+            ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+            out.append(buf.tobytes() if ok else b"")
+        return out
+
+    @classmethod
+    def from_json(cls, j: dict, thumbs: list[bytes] | None = None) -> "Analysis":
+        """A stored analysis (the `analyze` JSON, plus the faces' JPEG crops if kept) as an Analysis the screens can
+        show: verdict, per-model scores, timeline, tracks and the face gallery. Frames and Grad-CAM are not
+        stored, so `images` is empty."""
+        import cv2
+
+        inp = dict(j["input"])
+        info = MediaInfo(**{k: inp.get(k) for k in ("path", "sha256", "kind", "width", "height", "fps", "duration_s",
+                                                     "frame_count", "codec", "container")},
+                         rotation=inp.get("rotation") or 0, warnings=list(inp.get("warnings") or []))
+        frames, faces = [], []
+        for fr in j.get("frames", []):
+            row = {"index": fr["index"], "time_s": fr["time_s"], "faces": []}
+            for fd in fr["faces"]:
+                face = Face(box=tuple(fd["box"]), confidence=fd["confidence"],
+                            detect_confidence=fd.get("detect_confidence", fd["confidence"]),
+                            landmarks=fd.get("landmarks"), track=fd["track"])
+                thumb = None
+                if thumbs and len(faces) < len(thumbs) and thumbs[len(faces)]:
+                    buf = np.frombuffer(thumbs[len(faces)], np.uint8)
+                    thumb = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+                fres = FaceResult(frame=len(frames), face=face, crop=thumb, thumb=thumb,
+                                  probs=dict(fd.get("fake_probability") or {}))
+                row["faces"].append(len(faces))
+                faces.append(fres)
+            frames.append(row)
+        members = (j.get("ensemble") or {}).get("members") or []
+        by_track = {tr["id"]: tr for tr in j.get("tracks", [])}
+        for f in faces:  # a face's ensemble score: its track's when the face is the track's only evidence
+            probs = {m: f.probs.get(m) for m in members}
+            vals = [v for v in probs.values() if v is not None]
+            tr = by_track.get(f.face.track)
+            f.fake_probability = (tr["ensemble"].get("fake_probability") if tr and tr["faces"] == 1
+                                  else float(np.mean(vals)) if vals else None)
+        return cls(info=info, frames=frames, faces=faces, tracks=j.get("tracks", []), models=j.get("models", {}),
+                   verdict=j["verdict"], fake_probability=j.get("fake_probability"), ensemble=j.get("ensemble", {}),
+                   timings_s=j.get("timings_s", {}), settings=j.get("settings", {}),
+                   model_cards={n: dict(v) for n, v in (j.get("model_versions") or {}).items()}, images=[],
+                   created=j.get("created", ""))
 
     def to_json(self) -> dict:
         frames = []
@@ -173,7 +254,10 @@ class Analyzer:
                 frame_transform: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
                 sha256: str | None = None, ensemble_models: list[str] | None = None) -> Analysis:
         """Analyse one input. Raises MediaError for unusable input. Every model in `models` is scored; the verdict
-        combines `ensemble_models` (default: all of them), the others are shown beside it."""
+        combines `ensemble_models` (default: all of them), the others are shown beside it.
+
+        The named stages, each callable (and timed) alone: sample -> detect -> crop (`faces_of`, streamed in chunks
+        of frames so that a long video is never held whole) -> score -> decide -> explain."""
         if frames < 1:
             raise ValueError("frames must be at least 1")
         names = self._select(models)
@@ -187,59 +271,102 @@ class Analyzer:
         prog("decode", 0.0)
         media = open_media(path, sha256=sha256)
         timings["decode"] += time.perf_counter() - t
-
         thr = self.face_detector.threshold if face_threshold is None else float(face_threshold)
-        crop_specs = self._crop_specs(names)
-        frame_rows: list[dict] = []
-        faces: list[FaceResult] = []
-        images: list[np.ndarray] = []
-        crops_by_spec: dict[tuple, list[np.ndarray]] = {s: [] for s in crop_specs}
+        found = self.faces_of(media, frames, thr, self._crop_specs(names), frame_transform, timings, prog)
+        t = time.perf_counter()
+        scores = self.score(found, names, prog)
+        timings["models"] += time.perf_counter() - t
+        decision = self.decide(found, scores, names, ens_members)
+        if cam and found.faces:
+            t = time.perf_counter()
+            self.explain(found, names, scores.model_out, prog)
+            timings["explain"] += time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t_start
+        found.crops_by_spec.clear()
+        release_memory()
+        prog("done", 1.0)
+        return Analysis(
+            info=media.info, frames=found.frame_rows, faces=found.faces, tracks=decision.tracks,
+            models=scores.model_out, verdict=decision.verdict, fake_probability=decision.fake_probability,
+            ensemble=decision.ensemble, timings_s=timings,
+            settings={"frames": frames, "face_threshold": thr, "models": names, "cam": cam,
+                      "device": str(self.device)},
+            model_cards={n: self.cards[n].to_dict() for n in names}, images=found.images,
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), crop_specs={n: self._spec(self.cards[n]) for n in names},
+        )
+
+    # ------------------------------------------------------------------------------------------------- stages
+    def sample(self, media, frames: int,
+               frame_transform: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> Iterator[list[Frame]]:
+        """Stage sample: `frames` frames spread over the whole input, in chunks of CHUNK (a perturbation, if
+        given, applied to each chunk)."""
         it = media.frames(frames)
+        while True:
+            chunk = list(itertools.islice(it, CHUNK))
+            if not chunk:
+                return
+            if frame_transform is not None:
+                for fr, img in zip(chunk, frame_transform([f.image for f in chunk])):
+                    fr.image = img
+            yield chunk
+
+    def detect(self, chunk: list[Frame], threshold: float) -> list[list[Face]]:
+        """Stage detect: the confirmed faces of each frame (dual-stage MTCNN, padded pass where none)."""
+        return self.face_detector.detect([f.image for f in chunk], threshold=threshold)
+
+    @staticmethod
+    def crop(frame: Frame, faces: list[Face], specs: list[tuple[int, float, str]]) -> list[tuple[FaceResult, dict]]:
+        """Stage crop: per face, the FaceResult (gallery crop, first spec's crop) and its crop for every spec."""
+        out = []
+        for face in faces:
+            base = crop_face(frame.image, face.box, size=specs[0][0], margin=specs[0][1], mode=specs[0][2])
+            fres = FaceResult(frame=-1, face=face, crop=base,
+                              thumb=crop_face(frame.image, face.box, size=GALLERY_CROP[0], margin=GALLERY_CROP[1],
+                                              mode=GALLERY_CROP[2]))
+            out.append((fres, {spec: base if spec == specs[0] else crop_face(frame.image, face.box, size=spec[0],
+                                                                             margin=spec[1], mode=spec[2])
+                               for spec in specs}))
+        return out
+
+    def faces_of(self, media, frames: int, threshold: float, specs: list[tuple[int, float, str]],
+                 frame_transform=None, timings: dict | None = None, progress: ProgressFn | None = None) -> Found:
+        """sample -> detect -> crop over the whole input, chunk by chunk; then faces linked into tracks."""
+        timings = timings if timings is not None else {"decode": 0.0, "faces": 0.0}
+        prog = progress or (lambda stage, frac: None)
+        found = Found(specs=specs, crops_by_spec={s: [] for s in specs})
+        chunks = self.sample(media, frames, frame_transform)
         done = 0
         while True:
             t = time.perf_counter()
-            chunk: list[Frame] = []
-            try:
-                for fr in it:
-                    chunk.append(fr)
-                    if len(chunk) == CHUNK:
-                        break
-            except MediaError:
-                raise
-            if frame_transform is not None and chunk:
-                for fr, img in zip(chunk, frame_transform([f.image for f in chunk])):
-                    fr.image = img
+            chunk = next(chunks, None)  # MediaError propagates: unusable input
             timings["decode"] += time.perf_counter() - t
-            if not chunk:
+            if chunk is None:
                 break
             t = time.perf_counter()
-            detected = self._detect(chunk, thr)
-            for fr, fl in zip(chunk, detected):
+            for fr, fl in zip(chunk, self.detect(chunk, threshold)):
                 row = {"index": fr.index, "time_s": fr.time_s, "faces": []}
-                for face in fl:
-                    row["faces"].append(len(faces))
-                    base = crop_face(fr.image, face.box, size=crop_specs[0][0], margin=crop_specs[0][1],
-                                     mode=crop_specs[0][2])
-                    faces.append(FaceResult(frame=len(frame_rows), face=face, crop=base,
-                                            thumb=crop_face(fr.image, face.box, size=GALLERY_CROP[0],
-                                                            margin=GALLERY_CROP[1], mode=GALLERY_CROP[2])))
-                    for spec in crop_specs:
-                        crops_by_spec[spec].append(base if spec == crop_specs[0] else
-                                                   crop_face(fr.image, face.box, size=spec[0], margin=spec[1],
-                                                             mode=spec[2]))
-                frame_rows.append(row)
-                images.append(_display_copy(fr.image))
+                for fres, crops in self.crop(fr, fl, specs):
+                    fres.frame = len(found.frame_rows)
+                    row["faces"].append(len(found.faces))
+                    found.faces.append(fres)
+                    for spec, c in crops.items():
+                        found.crops_by_spec[spec].append(c)
+                found.frame_rows.append(row)
+                found.images.append(_display_copy(fr.image))
             timings["faces"] += time.perf_counter() - t
             done += len(chunk)
             prog("faces", min(done / max(min(frames, media.info.frame_count or frames), 1), 1.0))
             del chunk
-        if not frame_rows:
+        if not found.frame_rows:
             raise MediaError("no frame could be decoded")
-        # Tracks across frames.
-        link_tracks([[faces[k].face for k in row["faces"]] for row in frame_rows])
+        link_tracks([[found.faces[k].face for k in row["faces"]] for row in found.frame_rows])
+        return found
 
-        # Models.
-        t = time.perf_counter()
+    def score(self, found: Found, names: list[str], progress: ProgressFn | None = None) -> Scores:
+        """Stage score: every model on its own crops; per face and per track. A failing model is reported with its
+        error and scores nothing (never a made-up value)."""
+        prog = progress or (lambda stage, frac: None)
+        faces = found.faces
         model_out: dict[str, dict] = {}
         track_ids = sorted({f.face.track for f in faces})
         track_probs: dict[int, dict[str, float | None]] = {tid: {} for tid in track_ids}
@@ -249,7 +376,7 @@ class Analyzer:
             model_out[name] = {"fake_probability": None, "vote": None, "error": None, "kind": card.kind}
             if not faces:
                 continue
-            crops = crops_by_spec[self._spec(card)]
+            crops = found.crops_by_spec[self._spec(card)]
             try:
                 if card.kind == "frame":
                     probs = det.predict(crops)
@@ -275,23 +402,26 @@ class Analyzer:
                 for tid in track_ids:
                     track_probs[tid][name] = None
             prog("models", (mi + 1) / len(names))
-        timings["models"] += time.perf_counter() - t
+        return Scores(model_out=model_out, track_ids=track_ids, track_probs=track_probs)
 
+    def decide(self, found: Found, scores: Scores, names: list[str], ens_members: list[str]) -> Decision:
+        """Stage decide: each face's and each track's ensemble, and the verdict of the most suspicious track (fills
+        each model's video-level score and vote in `scores.model_out`)."""
+        faces, frame_rows, model_out = found.faces, found.frame_rows, scores.model_out
         for f in faces:  # each face's own ensemble score (gallery borders)
             f.fake_probability = ensemble.combine({m: f.probs.get(m) for m in ens_members}, self.cards,
                                                   self.policy)["fake_probability"]
-        # Per track and video verdict: the most suspicious track decides.
         tracks = []
-        for tid in track_ids:
+        for tid in scores.track_ids:
             members = [f for f in faces if f.face.track == tid]
-            ens = ensemble.combine({m: p for m, p in track_probs[tid].items() if m in ens_members}, self.cards,
-                                   self.policy)
+            ens = ensemble.combine({m: p for m, p in scores.track_probs[tid].items() if m in ens_members},
+                                   self.cards, self.policy)
             tracks.append({
                 "id": tid,
                 "frames": [frame_rows[f.frame]["index"] for f in members],
                 "faces": len(members),
                 "mean_confidence": round(float(np.mean([f.face.confidence for f in members])), 4),
-                "fake_probability": {m: _r(p) for m, p in track_probs[tid].items()},
+                "fake_probability": {m: _r(p) for m, p in scores.track_probs[tid].items()},
                 "ensemble": ens,
             })
         if not faces:
@@ -318,41 +448,29 @@ class Analyzer:
         for name in names:
             model_out[name]["threshold"] = self.cards[name].thresholds.get("decision", 0.5)
             model_out[name]["in_ensemble"] = name in ens_members
+        return Decision(tracks=tracks, verdict=verdict, fake_probability=fake_p, ensemble=ens_video)
 
-        # Grad-CAM.
-        if cam and faces:
-            t = time.perf_counter()
-            from .explain import gradcam_overlays
+    def explain(self, found: Found, names: list[str], model_out: dict, progress: ProgressFn | None = None) -> None:
+        """Stage explain: Grad-CAM of every scored model over its own input crop of every face (a model whose
+        explanation fails gets a `cam_error`)."""
+        from .explain import gradcam_overlays
 
-            for mi, name in enumerate(names):
-                if model_out[name]["error"]:
-                    continue
-                det = self.detectors[name]
-                crops = crops_by_spec[self._spec(det.card)]
-                try:
-                    with self._cam_lock:  # hooks on a shared model: one explanation at a time
-                        overlays = gradcam_overlays(det, crops)
-                except Exception as e:
-                    model_out[name]["cam_error"] = f"{type(e).__name__}: {str(e)[:200]}"
-                    continue
-                for f, o, c in zip(faces, overlays, crops):
-                    f.cams[name] = o
-                    f.inputs[name] = _thumbnail(c, INPUT_THUMB)
-                prog("explain", (mi + 1) / len(names))
-            timings["explain"] += time.perf_counter() - t
-
-        timings["total"] = time.perf_counter() - t_start
-        del crops_by_spec
-        release_memory()
-        prog("done", 1.0)
-        return Analysis(
-            info=media.info, frames=frame_rows, faces=faces, tracks=tracks, models=model_out, verdict=verdict,
-            fake_probability=fake_p, ensemble=ens_video, timings_s=timings,
-            settings={"frames": frames, "face_threshold": thr, "models": names, "cam": cam,
-                      "device": str(self.device)},
-            model_cards={n: self.cards[n].to_dict() for n in names}, images=images,
-            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), crop_specs={n: self._spec(self.cards[n]) for n in names},
-        )
+        prog = progress or (lambda stage, frac: None)
+        for mi, name in enumerate(names):
+            if model_out[name]["error"]:
+                continue
+            det = self.detectors[name]
+            crops = found.crops_by_spec[self._spec(det.card)]
+            try:
+                with self._cam_lock:  # hooks on a shared model: one explanation at a time
+                    overlays = gradcam_overlays(det, crops)
+            except Exception as e:
+                model_out[name]["cam_error"] = f"{type(e).__name__}: {str(e)[:200]}"
+                continue
+            for f, o, c in zip(found.faces, overlays, crops):
+                f.cams[name] = o
+                f.inputs[name] = _thumbnail(c, INPUT_THUMB)
+            prog("explain", (mi + 1) / len(names))
 
     # ---------------------------------------------------------------------------------------------- helpers
     def _select(self, models: list[str] | None) -> list[str]:
@@ -374,9 +492,6 @@ class Analyzer:
             if s not in specs:
                 specs.append(s)
         return specs
-
-    def _detect(self, chunk: list[Frame], threshold: float) -> list[list[Face]]:
-        return self.face_detector.detect([f.image for f in chunk], threshold=threshold)
 
 
 def release_memory() -> None:

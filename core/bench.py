@@ -5,6 +5,9 @@ Scenarios:
 - naive: the straightforward pipeline on the same clip with the same models: decode every frame and keep them,
   MTCNN at full resolution one frame at a time, then every face through every model one at a time.
 - long: a generated 10-minute 720p video (made once from the clip's frames, cached) at the same N.
+- scan (`--scan`): `core scan` throughput on 20 copies of the 10 s 1080p clip (remuxed with distinct metadata, so
+  each is its own file and SHA-256), with the plain loop, `--workers 2` and Ray with 2 actors, each into a fresh
+  database: files per minute and peak RSS per worker.
 """
 
 from __future__ import annotations
@@ -166,6 +169,45 @@ def app_memory(clip: str, reruns: int = 20) -> dict:
             "growth_after_6_mb": round(rss[-1] - rss[min(5, len(rss) - 1)], 1)}
 
 
+def make_scan_clips(src: Path, dest: Path, n: int = 20) -> list[Path]:
+    """n copies of `src` remuxed (no re-encode) with a distinct title each: distinct files, identical frames."""
+    import av
+
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        p = dest / f"clip{i:02d}.mp4"
+        if not p.exists() or p.stat().st_size == 0:
+            with av.open(str(src)) as inp, av.open(str(p), "w") as o:
+                o.metadata["title"] = f"tbd bench copy {i}"
+                ist = inp.streams.video[0]
+                ost = o.add_stream_from_template(ist)
+                for pkt in inp.demux(ist):
+                    if pkt.dts is None:
+                        continue
+                    pkt.stream = ost
+                    o.mux(pkt)
+        out.append(p)
+    return out
+
+
+def _scenario_scan(folder: str, frames: int, mode: str) -> dict:
+    import tempfile
+
+    from . import scan as scan_mod
+
+    with tempfile.TemporaryDirectory() as tmp:
+        kw = {"plain": {}, "workers": {"workers": 2}, "ray": {"workers": 2, "ray_address": "local"}}[mode]
+        t = time.perf_counter()
+        s = scan_mod.scan([folder], Path(tmp) / "bench.sqlite", frames=frames, progress=False,
+                          log=lambda m: None, **kw)
+        secs = time.perf_counter() - t
+    peaks = [round(_peak_rss_mb(), 1)] if mode == "plain" else list(scan_mod.WORKER_PEAKS_MB)
+    return {"mode": mode, "files": s.analysed, "errors": s.errors, "seconds": round(secs, 2),
+            "files_per_min": round(60 * s.analysed / secs, 2) if secs else None, "worker_peak_rss_mb": peaks,
+            "driver_peak_rss_mb": round(_peak_rss_mb(), 1)}
+
+
 def _round(d: dict) -> dict:
     return {k: round(float(v), 3) for k, v in d.items()}
 
@@ -193,6 +235,10 @@ def run_bench(args) -> int:
             Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
         return 0
     if args.scenario:  # inside a child process
+        if args.scenario.startswith("scan-"):
+            res = _scenario_scan(args.clip, frames, args.scenario[5:])
+            sys.stdout.write(json.dumps(res) + "\n")
+            return 0
         fn = {"clip": _scenario_clip, "long": _scenario_long, "naive": _scenario_naive}[args.scenario]
         res = fn(args.clip, frames)
         sys.stdout.write(json.dumps(res) + "\n")
@@ -203,6 +249,27 @@ def run_bench(args) -> int:
         return 2
     import torch
 
+    if getattr(args, "scan", False):
+        folder = CACHE / f"bench_scan_{clip.stem}"
+        clips = make_scan_clips(clip, folder)
+        out = {"clip": str(clip), "files": len(clips), "frames": frames, "cpus": os.cpu_count(), "modes": {}}
+        for mode in ("plain", "workers", "ray"):
+            r = _child(f"scan-{mode}", str(folder), frames)
+            out["modes"][mode] = r
+            if "error" in r:
+                print(f"scan {mode}: {r['error']}")
+                continue
+            print(f"scan {mode}: {r['files']} files in {r['seconds']:.1f} s = {r['files_per_min']:.1f} files/min; "
+                  f"peak RSS per worker {r['worker_peak_rss_mb']} MB (driver {r['driver_peak_rss_mb']:.0f} MB)")
+        base = (out["modes"].get("plain") or {}).get("files_per_min")
+        for mode in ("workers", "ray"):
+            fpm = (out["modes"].get(mode) or {}).get("files_per_min")
+            if base and fpm:
+                out["modes"][mode]["speedup"] = round(fpm / base, 2)
+                print(f"{mode} / plain throughput: {fpm / base:.2f}x")
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        return 0
     out = {"clip": str(clip), "frames": frames, "threads": torch.get_num_threads(), "cpus": os.cpu_count()}
     print(f"bench on {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, N={frames}", file=sys.stderr)
     out["clip_result"] = _child("clip", str(clip), frames)

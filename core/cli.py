@@ -336,6 +336,61 @@ def cmd_weights(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------- scan
+def cmd_scan(args) -> int:
+    from .analyze import NoModelsError
+    from .cases import DatabaseError, default_db_path
+    from .scan import MAX_BYTES, scan
+
+    if args.frames < 1:
+        _err("--frames must be at least 1")
+        return 2
+    if args.workers < 0:
+        _err("--workers must be 0 (this process) or more")
+        return 2
+    if not 0 < args.face_threshold <= 1:
+        _err("--face-threshold must be in (0, 1]")
+        return 2
+    db = Path(args.db) if args.db else default_db_path()
+    for pth in args.paths:
+        if Path(pth).resolve() == db.resolve():
+            _err(f"{pth} is the case database itself")
+            return 2
+    try:
+        summary = scan(args.paths, db, frames=args.frames, models=_models_arg(args.models), workers=args.workers,
+                       reports=args.reports, rescan=args.rescan, device=args.device, ray_address=args.ray,
+                       face_threshold=args.face_threshold,
+                       max_bytes=int(args.max_mb * 1e6) if args.max_mb else MAX_BYTES, progress=not args.quiet,
+                       log=_log)
+    except (DatabaseError, NoModelsError) as e:
+        _err(str(e))
+        return 2
+    except RuntimeError as e:  # e.g. --ray without a reachable cluster
+        _err(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return 2
+    for line in summary.lines():
+        _log(line)
+    _log(f"database: {db}")
+    return 130 if summary.interrupted else 0
+
+
+def cmd_serve(args) -> int:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        _err(f"serve needs FastAPI and uvicorn (pip install -r requirements.txt): {e}")
+        return 2
+    if not 0 < args.port < 65536:
+        _err("--port must be between 1 and 65535")
+        return 2
+    from .api import MAX_UPLOAD_BYTES, serve
+
+    serve(host=args.host, port=args.port, db_path=args.db, queue=args.queue,
+          max_bytes=int(args.max_mb * 1e6) if args.max_mb else MAX_UPLOAD_BYTES)
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m core", description="TBD deepfake-forensics engine")
@@ -354,6 +409,31 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--cam", action="store_true", help="compute Grad-CAM heatmaps (shown in the report)")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=cmd_analyze)
+
+    sc = sub.add_parser("scan", help="analyse every media file under folders into a case database (resumable)")
+    sc.add_argument("paths", nargs="+", help="folders (walked recursively) and files")
+    sc.add_argument("--db", help="the case database (default: $TBD_DATA/cases.sqlite or "
+                                 "~/.local/share/tbd/cases.sqlite)")
+    sc.add_argument("--frames", type=int, default=32)
+    sc.add_argument("--face-threshold", type=float, default=0.9)
+    sc.add_argument("--models", help="comma-separated model names (default ensemble if omitted)")
+    sc.add_argument("--workers", type=int, default=0,
+                    help="local worker processes (0: this process); with --ray, the number of actors")
+    sc.add_argument("--ray", metavar="auto|local|ADDRESS",
+                    help="run on a Ray cluster: auto (the running one), local (start one here) or its address")
+    sc.add_argument("--reports", metavar="DIR", help="also write each file's JSON and HTML report here")
+    sc.add_argument("--rescan", action="store_true", help="analyse files that are already in the database again")
+    sc.add_argument("--max-mb", type=float, default=0, help="skip files larger than this (default 4295 MB)")
+    sc.add_argument("--quiet", action="store_true", help="no progress bar")
+    sc.set_defaults(func=cmd_scan)
+
+    sv = sub.add_parser("serve", help="HTTP API (FastAPI): POST /v1/analyze, GET /v1/cases, docs at /docs")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--db", help="case database the API stores into and reads (default as for scan)")
+    sv.add_argument("--max-mb", type=float, default=0, help="largest upload (default 537 MB)")
+    sv.add_argument("--queue", type=int, default=32, help="analyses that may wait; more get 503 (32)")
+    sv.set_defaults(func=cmd_serve)
 
     e = sub.add_parser("evaluate", help="metrics on a labelled CSV (path,label[,dataset,method])")
     e.add_argument("csv")
@@ -384,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--app-memory", action="store_true",
                    help="RSS of the Analyze page over repeated analyses (Streamlit AppTest, one process)")
     b.add_argument("--reruns", type=int, default=20)
+    b.add_argument("--scan", action="store_true",
+                   help="`core scan` throughput on 20 copies of the clip: plain loop, --workers 2, Ray with 2 actors")
     b.add_argument("--scenario", help=argparse.SUPPRESS)
     b.add_argument("--json", metavar="OUT")
     b.set_defaults(func=cmd_bench)

@@ -224,7 +224,8 @@ def render_html(a: Analysis, title: str = "TBD case report", print_css: bool = F
         t = fr["time_s"]
         out.append(f"<h2>The face the verdict rests on</h2><p>Track {f.face.track}, frame {fr['index']}"
                    + (f" at {t:.2f} s" if t is not None else "") + "</p>")
-        out.append(_img_tag(annotate_frame(a, f.frame), 560, f"frame {fr['index']}", "max-width:560px"))
+        if a.images:  # a stored case keeps face crops, not frames
+            out.append(_img_tag(annotate_frame(a, f.frame), 560, f"frame {fr['index']}", "max-width:560px"))
         if f.cams:
             out.append("<div class='cams'>")
             for m, ov in f.cams.items():
@@ -261,6 +262,8 @@ def render_html(a: Analysis, title: str = "TBD case report", print_css: bool = F
             fr = a.frames[f.frame]
             t = fr["time_s"]
             img = f.thumb if f.thumb is not None else f.crop
+            if img is None:
+                continue
             scores = "<br>".join(f"{esc(m)} {'-' if v is None else f'{v:.2f}'}" for m, v in f.probs.items())
             out.append("<div class='face' style='border:3px solid #%02x%02x%02x'>" % score_colour(f.fake_probability)
                        + _img_tag(img, 96, "face", "width:96px")

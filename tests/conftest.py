@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,6 +22,10 @@ DFDC_CLIP = DATA / "aaronchong888__DeepFake-Detect/train_sample_videos/abofeumbv
 DFDC_CROPS = DATA / "aaronchong888__DeepFake-Detect/prepared_dataset"
 
 sys.path.insert(0, str(REPO)) if str(REPO) not in sys.path else None
+
+
+# The dashboard stores analyses in $TBD_DATA/cases.sqlite: never the user's own database during the tests.
+os.environ["TBD_DATA"] = tempfile.mkdtemp(prefix="tbd-test-data-")
 
 
 def need_shared(*paths: Path) -> None:

@@ -259,3 +259,36 @@ def test_robustness_per_strength(analyzer, shared_data, tmp_path):
     # A perturbation changes the scores.
     name = list(analyzer.detectors)[0]
     assert e["video"][name]["mean_p_fake_on_real"] != res["clean"]["video"][name]["mean_p_fake_on_real"]
+
+
+def test_each_stage_runs_alone_and_together_they_are_analyze(analyzer, face_image):
+    """sample -> detect -> crop -> score -> decide -> explain, called one by one (and timed), give what
+    `analyze` gives."""
+    import time
+
+    from core.media import open_media
+
+    names = list(analyzer.detectors)
+    specs = analyzer._crop_specs(names)
+    media = open_media(face_image)
+    t = {}
+    t0 = time.perf_counter()
+    chunks = list(analyzer.sample(media, 1))
+    t["sample"] = time.perf_counter() - t0
+    assert len(chunks) == 1 and len(chunks[0]) == 1
+    faces = analyzer.detect(chunks[0], 0.9)
+    assert len(faces[0]) == 1
+    cropped = analyzer.crop(chunks[0][0], faces[0], specs)
+    assert len(cropped) == 1 and set(cropped[0][1]) == set(specs)
+    assert cropped[0][0].thumb.shape[:2] == (128, 128)
+    found = analyzer.faces_of(open_media(face_image), 1, 0.9, specs)
+    scores = analyzer.score(found, names)
+    decision = analyzer.decide(found, scores, names, names)
+    analyzer.explain(found, names, scores.model_out)
+    a = analyzer.analyze(face_image, frames=1, cam=True)
+    assert decision.verdict == a.verdict
+    assert decision.fake_probability == pytest.approx(a.fake_probability, abs=1e-6)
+    assert {m: v["fake_probability"] for m, v in scores.model_out.items()} == pytest.approx(
+        {m: v["fake_probability"] for m, v in a.models.items()}, abs=1e-6)
+    assert set(found.faces[0].cams) == set(names) and set(found.faces[0].inputs) == set(names)
+    assert t["sample"] >= 0

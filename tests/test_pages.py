@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 from conftest import DFDC_CLIP, need_shared
 
 REPO = Path(__file__).resolve().parents[1]
-PAGES = ["Home.py", "pages/1_Analyze.py", "pages/2_Benchmarks.py", "pages/3_Robustness.py", "pages/4_Models.py"]
+PAGES = ["Home.py", "pages/1_Analyze.py", "pages/2_Benchmarks.py", "pages/3_Robustness.py", "pages/4_Models.py",
+         "pages/5_Cases.py"]
 
 
 def _app(page: str) -> AppTest:
@@ -349,3 +350,57 @@ def test_models_page_puts_card_thresholds_beside_the_verdict_bands(monkeypatch):
     text = " ".join(m.value for m in at.markdown)
     assert f"fake at or above {threshold_text(policy['fake_above'])}" in text and "Two sets" in " ".join(
         s.value for s in at.subheader)
+
+
+def test_analyze_stores_cases_and_the_cases_page_opens_labels_exports_and_deletes(meso_weights, face_image,
+                                                                                   tmp_path, monkeypatch):
+    from core.cases import CaseDB
+
+    need_shared(DFDC_CLIP)
+    monkeypatch.setenv("TBD_WEIGHTS", str(meso_weights))
+    monkeypatch.setenv("TBD_DATA", str(tmp_path))
+    db = tmp_path / "cases.sqlite"
+    at = _app("pages/1_Analyze.py").run()
+    assert at.sidebar.toggle[0].value is True and at.sidebar.text_input[0].value == str(db)
+    at.sidebar.slider[0].set_value(8).run()
+    at.file_uploader[0].upload("dfdc.mp4", DFDC_CLIP.read_bytes(), "video/mp4").run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error, at.exception or [e.value for e in at.error]
+    a = at.session_state["analysis"]
+    # the switch off: nothing stored
+    at2 = _app("pages/1_Analyze.py").run()
+    at2.sidebar.toggle[0].set_value(False).run()
+    at2.file_uploader[2].upload("face.jpg", face_image.read_bytes(), "image/jpeg").run()
+    at2.button[0].click().run()
+    assert not at2.exception and not at2.error
+    with CaseDB(db) as r:
+        cases = r.cases()
+    assert [c["path"] for c in cases] == ["dfdc.mp4"] and cases[0]["source"] == "dashboard"
+    assert cases[0]["sha256"] == a.info.sha256 and cases[0]["verdict"] == a.verdict
+
+    at = _app("pages/5_Cases.py").run()
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    assert list(table["path"]) == ["dfdc.mp4"]
+    # the opened case shows the same verdict, bars, timeline and gallery as Analyze
+    banner = next(m.value for m in at.markdown if "ensemble P(fake)" in m.value)
+    assert a.verdict.upper() in banner and f"{a.fake_probability:.3f}" in banner
+    assert len(at.get("plotly_chart")) == 2 and at.select_slider[0].label == "Frame"
+    assert len([b for b in at.button if b.label in ("select", "selected")]) == len(a.faces)
+    assert [b.label for b in at.get("download_button")][0] == "Export these cases (CSV)"
+    # note and label saved back
+    at.text_area[0].input("matches the DFDC label")
+    next(r for r in at.radio if r.label == "Label").set_value("fake")
+    next(b for b in at.button if b.label == "Save note and label").click().run()
+    assert not at.exception, at.exception
+    with CaseDB(db) as r:
+        c = r.cases()[0]
+    assert c["note"] == "matches the DFDC label" and c["label"] == "fake"
+    # delete needs the confirmation
+    delete = next(b for b in at.button if b.label == "Delete case")
+    assert delete.disabled
+    next(cb for cb in at.checkbox if cb.label.startswith("Yes, delete case")).check().run()
+    next(b for b in at.button if b.label == "Delete case").click().run()
+    assert not at.exception, at.exception
+    with CaseDB(db) as r:
+        assert r.count() == 0

@@ -399,23 +399,30 @@ def _run_ray(todo, address, actors, names, device, face_threshold, frames, repor
         sees: dict[int, bool] = {}
         queue = list(todo)
         attempts: dict[str, int] = {}
-        in_flight = {}  # ref -> (actor index, path, sha, key)
+        in_flight = {}  # ref -> (actor index, path, sha, key, actor handle)
         load = [0] * n
         log(f"Ray: {n} actor(s) on {address}")
+        solo = [False] * n  # an actor running a retried file gets nothing else meanwhile
         while queue or in_flight:
             for i in range(n):
-                while queue and load[i] < 2:
+                while queue and load[i] < 2 and not solo[i]:
+                    retry = queue[0][0] in attempts
+                    if retry and load[i]:  # a retried file runs alone, so a second death is its own
+                        break
                     path, sha, key = queue.pop(0)
                     if i not in sees:
                         sees[i] = ray.get(pool[i].sees.remote(path, os.path.getsize(path)))
                     data = None if sees[i] else Path(path).read_bytes()
                     ref = pool[i].analyze.remote(path, sha, frames, names, reports, data)
-                    in_flight[ref] = (i, path, sha, key)
+                    in_flight[ref] = (i, path, sha, key, pool[i])
                     load[i] += 1
+                    solo[i] = retry
             done, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in done:
-                i, path, sha, key = in_flight.pop(ref)
-                load[i] -= 1
+                i, path, sha, key, actor = in_flight.pop(ref)
+                if actor is pool[i]:  # (a file of an actor already replaced does not count on the new one)
+                    load[i] -= 1
+                    solo[i] = False
                 try:
                     out = ray.get(ref)
                 except (RayActorError, WorkerCrashedError):
@@ -426,13 +433,15 @@ def _run_ray(todo, address, actors, names, device, face_threshold, frames, repor
                     else:
                         record(path, key, {"result": {"input": {"path": path, "sha256": sha}}, "html": None,
                                            "error": "Ray actor died twice while analysing this file"})
-                    try:
-                        ray.kill(pool[i])
-                    except Exception:
-                        pass
-                    pool[i] = new_actor()
-                    sees.pop(i, None)
-                    # the dead actor's other in-flight files fail too and come back through this branch
+                    if actor is pool[i]:  # replace the dead actor once (its other files fail the same way)
+                        try:
+                            ray.kill(actor)
+                        except Exception:
+                            pass
+                        pool[i] = new_actor()
+                        sees.pop(i, None)
+                        load[i] = sum(1 for v in in_flight.values() if v[0] == i and v[4] is pool[i])
+                        solo[i] = False
                     continue
                 record(path, key, out)
         try:

@@ -221,8 +221,16 @@ def test_ray_actors_give_the_plain_loop_results_and_survive_a_dying_actor(tmp_pa
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         s = scan([tmp_path / "a"], tmp_path / "ray.sqlite", frames=4, workers=2, ray_address="auto", **quiet)
+        # a node that does not see the file gets its bytes: same result as by path
+        from core.scan import _ray_actor_class
+
+        actor = _ray_actor_class().remote(None, None, 0.9, 1)
+        assert ray.get(actor.sees.remote("/nonexistent/face.jpg", 10)) is False
+        by_bytes = ray.get(actor.analyze.remote("/nonexistent/face00.jpg", "x" * 64, 4, None, False,
+                                                files[0].read_bytes()))
     finally:
         ray.shutdown()
+    assert by_bytes["error"] is None and by_bytes["result"]["input"]["path"] == "/nonexistent/face00.jpg"
     assert plain.analysed == len(files) + 1 and s.analysed == len(files) and s.errors == 1
     sql = "SELECT path, verdict, fake_probability FROM cases ORDER BY path"
     a = {Path(r[0]).name: r for r in _rows(tmp_path / "plain.sqlite", sql)}
@@ -232,3 +240,4 @@ def test_ray_actors_give_the_plain_loop_results_and_survive_a_dying_actor(tmp_pa
         if n != "face01.jpg":
             assert a[n][1] == b[n][1] and (a[n][2] is None) == (b[n][2] is None)
             assert a[n][2] is None or abs(a[n][2] - b[n][2]) < 1e-5
+    assert abs(by_bytes["result"]["fake_probability"] - a["face00.jpg"][2]) < 1e-5

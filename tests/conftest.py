@@ -145,3 +145,27 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subproce
         e.update(env)
     return subprocess.run([sys.executable, "-m", "core", *args], cwd=str(REPO), capture_output=True, text=True,
                           env=e, timeout=timeout)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the tests' servers listen on loopback only)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, log_path: Path, what: str, ok=lambda body: True, tries: int = 120) -> None:
+    """Poll `url` until it answers (and `ok(body)`), else fail with the tail of the server's log."""
+    import time
+    import urllib.request
+
+    for _ in range(tries):
+        try:
+            if ok(urllib.request.urlopen(url, timeout=1).read()):
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{what} did not start: {Path(log_path).read_text()[-2000:]}")

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from conftest import free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,15 +67,9 @@ def test_bad_uploads_are_4xx_with_one_line(client):
     assert r.status_code == 422
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def server(meso_weights, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, TBD_WEIGHTS=str(meso_weights), TBD_API_KEY="s3cret", PYTHONUNBUFFERED="1")
     log = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "core", "serve", "--port", str(port), "--db",
@@ -83,14 +77,7 @@ def server(meso_weights, tmp_path):
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"the API did not start: {(tmp_path / 'serve.log').read_text()[-2000:]}")
+        wait_http(f"{url}/healthz", tmp_path / "serve.log", "the API")
         yield url
     finally:
         proc.terminate()

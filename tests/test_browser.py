@@ -6,16 +6,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import DFDC_CLIP, need_shared
+from conftest import DFDC_CLIP, free_port, need_shared, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -29,15 +26,9 @@ def _need(what: str, ok: bool) -> None:
         pytest.skip(msg)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def server(meso_weights, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, TBD_WEIGHTS=str(meso_weights), PYTHONUNBUFFERED="1")
     log = open(tmp_path / "streamlit.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port),
@@ -45,14 +36,7 @@ def server(meso_weights, tmp_path):
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+        wait_http(f"{url}/_stcore/health", tmp_path / "streamlit.log", "streamlit", ok=lambda body: body == b"ok")
         yield url
     finally:
         proc.terminate()

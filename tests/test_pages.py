@@ -76,16 +76,21 @@ def test_analyze_a_real_video_shows_verdict_bars_timeline_gallery(meso_weights, 
     assert at.session_state["history"][-1]["file"] == "dfdc.mp4"
 
 
-def test_analyze_bands_and_why_at_full_precision(meso_weights, face_image, monkeypatch):
-    """Thresholds print with the precision they have, and one line says why the verdict is what it is."""
-    from core.ensemble import threshold_text
-
+def _analyzed_image(meso_weights, face_image, monkeypatch):
+    """The Analyze page after analysing the FFHQ face photo with the MesoNet pair: (AppTest, Analysis)."""
     monkeypatch.setenv("TBD_WEIGHTS", str(meso_weights))
     at = _app("pages/1_Analyze.py").run()
     at.file_uploader[2].upload("face.jpg", face_image.read_bytes(), "image/jpeg").run()
     at.button[0].click().run()
     assert not at.exception and not at.error, at.exception or [e.value for e in at.error]
-    a = at.session_state["analysis"]
+    return at, at.session_state["analysis"]
+
+
+def test_analyze_bands_and_why_at_full_precision(meso_weights, face_image, monkeypatch):
+    """Thresholds print with the precision they have, and one line says why the verdict is what it is."""
+    from core.ensemble import threshold_text
+
+    at, a = _analyzed_image(meso_weights, face_image, monkeypatch)
     th = a.ensemble["thresholds"]
     bands = next(c.value for c in at.caption if c.value.startswith("Bands:"))
     assert f"real below {threshold_text(th['real_below'])}, fake at or above {threshold_text(th['fake_above'])}" in bands
@@ -97,12 +102,7 @@ def test_analyze_bands_and_why_at_full_precision(meso_weights, face_image, monke
 
 def test_analyze_one_image_has_no_video_furniture(meso_weights, face_image, monkeypatch):
     """A single image: faces, bars, heatmaps with each model's own input crop; no timeline, no frame slider."""
-    monkeypatch.setenv("TBD_WEIGHTS", str(meso_weights))
-    at = _app("pages/1_Analyze.py").run()
-    at.file_uploader[2].upload("face.jpg", face_image.read_bytes(), "image/jpeg").run()
-    at.button[0].click().run()
-    assert not at.exception and not at.error, at.exception or [e.value for e in at.error]
-    a = at.session_state["analysis"]
+    at, a = _analyzed_image(meso_weights, face_image, monkeypatch)
     assert len(at.get("plotly_chart")) == 1 and len(at.select_slider) == 0  # bars only
     assert not any(s.value == "Timeline" for s in at.subheader)
     captions = [str(i.proto) for i in at.get("image")]
@@ -207,7 +207,11 @@ def test_benchmarks_show_the_shipped_targets_and_ensemble_choice(monkeypatch):
             "GAN faces (FFHQ vs StyleGAN2) AUC >= 0.95"} <= set(targets["target"])
     assert set(targets["met"]) <= {"yes", "no", "-"} and "ci95" in targets.columns
     candidates = next(t for t in tables if "score" in t.columns)
-    assert len(candidates) == 31 and any("How the default ensemble was chosen" in m.value for m in at.markdown)
+    n = len(json.loads((REPO / "weights" / "benchmarks.json").read_text())["runs"]["ours"]["models"])
+    # every subset: a single model under one rule, larger subsets under mean, max and logistic stacking
+    assert len(candidates) == n + 3 * (2 ** n - 1 - n)
+    assert set(candidates["rule"]) == {"mean", "max", "logistic"}
+    assert any("How the default ensemble was chosen" in m.value for m in at.markdown)
     families = next(t for t in tables if "family" in t.columns)
     assert {"DFDC crops", "face-swap videos"} <= set(families["family"])
     assert any("Reliability diagram" in str(c.proto.spec) for c in at.get("plotly_chart"))

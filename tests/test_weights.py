@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from core.analyze import default_model_names, load_policy
+from core.ensemble import check_combiner
 from core.models import ModelCard, load_detector
 from core.models.checkpoint import REPO_WEIGHTS, discover_models
 
@@ -58,9 +59,14 @@ def test_default_ensemble_was_chosen_on_validation_files():
     assert default_model_names(cards, policy) == policy["models"]
     assert 0 < policy["real_below"] <= policy["decision"] <= policy["fake_above"] < 1
     chosen = policy["chosen_on"]
-    assert len(chosen["candidates"]) == 2 ** len(SHIPPED) - 1  # every non-empty subset was scored
-    best = max(chosen["candidates"], key=lambda c: (c["score"], -len(c["models"])))
-    assert best["models"] == policy["models"]
+    n = len(SHIPPED)  # every non-empty subset was scored: one rule for a single model, three for the others
+    assert len(chosen["candidates"]) == n + 3 * (2 ** n - 1 - n)
+    order = ("mean", "max", "logistic")
+    best = max(chosen["candidates"], key=lambda c: (c["score"], -len(c["models"]), -order.index(c["rule"])))
+    assert best["models"] == policy["models"] and best["rule"] == policy["combiner"]["type"]
+    if best["rule"] == "logistic":
+        assert policy["combiner"]["weights"] == best["fitted"]["weights"]
+    check_combiner(policy["combiner"], policy["models"])  # what core will apply
     val = {line.split(",")[0] for line in (REPO_WEIGHTS / "ensemble_val_files.csv").read_text().splitlines()[1:]}
     test = {line.split(",")[0] for line in (REPO_WEIGHTS / "eval_files.csv").read_text().splitlines()[1:]}
     assert len(val) - 5 <= chosen["n"] <= len(val)  # every validation file analysed (a few may have no face)

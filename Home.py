@@ -77,7 +77,10 @@ st.markdown(
     "1. Open **Analyze** in the sidebar (or use the command line:\n"
     "   `python -m core analyze clip.mp4 --report case.html --cam`) and drop in a video, a zip of frames or an image.\n"
     "2. Read the verdict banner, the per-model bars and the timeline; open the faces that drive the verdict.\n"
-    "3. Export the JSON result and the HTML case report for your records."
+    "3. Export the JSON result and the HTML or PDF case report for your records; each analysis is also kept as a "
+    "case (switch in the Analyze sidebar).\n"
+    "4. Sweep a whole folder with `python -m core scan FOLDER --workers 2` and work through the results on "
+    "**Cases** (filters, notes, labels, CSV export); `python -m core serve` offers the same over HTTP."
 )
 
 st.subheader("This session's analyses")

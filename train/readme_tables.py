@@ -52,11 +52,14 @@ def tables(weights: Path) -> str:
     ev = b["ensemble_validation"]
     best = sorted(ev["candidates"], key=lambda c: -(c["score"] or 0))[:5]
     keys = [k for k in best[0] if k.endswith(" AUC")]
-    out += ["", "| ensemble candidate (top 5 of " + str(len(ev["candidates"])) + ") | " + " | ".join(keys)
-            + " | score |", "|---|" + "---|" * (len(keys) + 1)]
+    out += ["", "| ensemble candidate (top 5 of " + str(len(ev["candidates"])) + ") | rule | " + " | ".join(keys)
+            + " | score |", "|---|---|" + "---|" * (len(keys) + 1)]
     for c in best:
-        out.append(f"| {', '.join(c['models'])} | " + " | ".join(_fmt(c[k]) for k in keys) + f" | {c['score']} |")
-    out += ["", f"Thresholds: {ev['thresholds']}", "", json.loads((weights / "ensemble.json").read_text())["scope"]]
+        out.append(f"| {', '.join(c['models'])} | {c.get('rule', 'mean')} | " + " | ".join(_fmt(c[k]) for k in keys)
+                   + f" | {c['score']} |")
+    comb = ev.get("combiner") or {"type": "mean"}
+    out += ["", f"Chosen rule: {comb['type']}; thresholds: {ev['thresholds']}", "",
+            json.loads((weights / "ensemble.json").read_text())["scope"]]
     return "\n".join(out)
 
 

@@ -98,6 +98,9 @@ def test_real_server_on_loopback_keys_limits_and_20_concurrent_requests(server, 
     r = httpx.post(f"{server}/v1/analyze", files={"file": ("big.mp4", b"\0" * 3_200_000, "video/mp4")},
                    headers=key, timeout=60)
     assert r.status_code == 413 and "limit" in r.json()["detail"]
+    r = httpx.post(f"{server}/v1/analyze", files={"file": ("notes.jpg", b"just text, not a photo", "image/jpeg")},
+                   headers=key, timeout=60)
+    assert r.status_code == 422 and "notes.jpg" in r.json()["detail"] and "\n" not in r.json()["detail"]
 
     def one(i):
         body = {"file": (f"face{i}.jpg", data, "image/jpeg")}

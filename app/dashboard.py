@@ -86,16 +86,10 @@ def examples() -> list[Path]:
 
 def store_case(db_path: str | Path, a: Analysis, name: str) -> str | None:
     """Store a dashboard analysis as a case; a one-line note when it could not be (None when stored)."""
-    from core.cases import CaseDB, DatabaseError, case_key
+    from core.cases import DatabaseError, store_analysis
 
     try:
-        with CaseDB(db_path, writer=True, timeout_s=5) as db:
-            settings = dict(a.settings, ensemble=a.ensemble.get("members") or a.settings.get("models"))
-            versions = {n: c.get("sha256") for n, c in a.model_cards.items()}
-            j = a.to_json()
-            j["input"]["path"] = name  # the upload's own name, not its temp path
-            db.add(j, path=name, key=case_key(a.info.sha256, settings, versions), source="dashboard",
-                   thumbs=a.face_thumbs())
+        store_analysis(db_path, a, name, source="dashboard")
     except (DatabaseError, OSError) as e:
         return f"Not stored in the case database: {e}"
     return None

@@ -10,17 +10,10 @@ import streamlit as st
 
 from app import viz
 from core.ensemble import bands_text, why
-from core.report import ReportError, render_html, render_pdf
 from core.report import face_gallery as face_gallery_order
+from core.report import pdf_unavailable, render_html, render_pdf
 
 __all__ = ["show_results"]
-
-
-@st.cache_data(max_entries=8, show_spinner="Making the PDF report...")
-def cached_pdf(key: str, _a) -> bytes:
-    """The PDF case report of an analysis, made once per analysis (key: file hash, settings and time)."""
-    return render_pdf(_a)
-
 
 
 GALLERY_PAGE = 24  # face crops per page of a track's gallery
@@ -188,17 +181,14 @@ def show_results(a, name: str, sha: str, cam_used: bool) -> None:
     for w in info.warnings:
         st.caption(f"warning: {w}")
 
-    d1, d2, d3 = st.columns(3)
-    d1.download_button("Download JSON result", json.dumps(a.to_json(), indent=2), file_name=f"{name}.tbd.json",
-                       mime="application/json")
-    d2.download_button("Download HTML case report", render_html(a), file_name=f"{name}.tbd-report.html",
+    d1, d2, d3 = st.columns(3)  # made when clicked, not on every rerun
+    d1.download_button("Download JSON result", lambda: json.dumps(a.to_json(), indent=2),
+                       file_name=f"{name}.tbd.json", mime="application/json")
+    d2.download_button("Download HTML case report", lambda: render_html(a), file_name=f"{name}.tbd-report.html",
                        mime="text/html")
-    try:
-        pdf = cached_pdf(f"{sha}|{json.dumps(a.settings, sort_keys=True)}|{a.created}", a)
-    except ReportError as e:
-        d3.caption(f"PDF report unavailable: {e}")
+    missing = pdf_unavailable()
+    if missing:
+        d3.caption(f"PDF report unavailable: {missing}")
     else:
-        d3.download_button("Download PDF case report", pdf, file_name=f"{name}.tbd-report.pdf",
+        d3.download_button("Download PDF case report", lambda: render_pdf(a), file_name=f"{name}.tbd-report.pdf",
                            mime="application/pdf")
-
-

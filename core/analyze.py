@@ -166,18 +166,11 @@ class Analysis:
                     buf = np.frombuffer(thumbs[len(faces)], np.uint8)
                     thumb = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
                 fres = FaceResult(frame=len(frames), face=face, crop=thumb, thumb=thumb,
-                                  probs=dict(fd.get("fake_probability") or {}))
+                                  probs=dict(fd.get("fake_probability") or {}),
+                                  fake_probability=fd.get("ensemble_fake_probability"))
                 row["faces"].append(len(faces))
                 faces.append(fres)
             frames.append(row)
-        members = (j.get("ensemble") or {}).get("members") or []
-        by_track = {tr["id"]: tr for tr in j.get("tracks", [])}
-        for f in faces:  # a face's ensemble score: its track's when the face is the track's only evidence
-            probs = {m: f.probs.get(m) for m in members}
-            vals = [v for v in probs.values() if v is not None]
-            tr = by_track.get(f.face.track)
-            f.fake_probability = (tr["ensemble"].get("fake_probability") if tr and tr["faces"] == 1
-                                  else float(np.mean(vals)) if vals else None)
         return cls(info=info, frames=frames, faces=faces, tracks=j.get("tracks", []), models=j.get("models", {}),
                    verdict=j["verdict"], fake_probability=j.get("fake_probability"), ensemble=j.get("ensemble", {}),
                    timings_s=j.get("timings_s", {}), settings=j.get("settings", {}),
@@ -197,6 +190,7 @@ class Analysis:
                     "track": fres.face.track,
                     "landmarks": fres.face.landmarks,
                     "fake_probability": {m: _r(p) for m, p in fres.probs.items()},
+                    "ensemble_fake_probability": _r(fres.fake_probability),
                 })
             frames.append({"index": fr["index"], "time_s": fr["time_s"], "faces": faces})
         return {

@@ -31,7 +31,7 @@ def create_app(db_path: "str | Path | None" = None, max_bytes: int = MAX_UPLOAD_
     from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Response, UploadFile
     from fastapi.responses import JSONResponse
 
-    from .cases import CaseDB, DatabaseError, case_key, default_db_path
+    from .cases import CaseDB, DatabaseError, default_db_path, store_analysis
     from .media import MediaError
 
     db_path = Path(db_path) if db_path else default_db_path()
@@ -109,11 +109,7 @@ def create_app(db_path: "str | Path | None" = None, max_bytes: int = MAX_UPLOAD_
             response.headers["X-TBD-Stored"] = "no (store=false)"
             if store:
                 try:
-                    with CaseDB(db_path, writer=True, timeout_s=30) as db:
-                        settings = dict(a.settings, ensemble=a.ensemble.get("members") or a.settings.get("models"))
-                        versions = {n: c.get("sha256") for n, c in a.model_cards.items()}
-                        db.add(j, path=j["input"]["path"], key=case_key(a.info.sha256, settings, versions),
-                               source="api", thumbs=a.face_thumbs())
+                    store_analysis(db_path, a, j["input"]["path"], source="api", timeout_s=30)
                     response.headers["X-TBD-Stored"] = "yes"
                 except (DatabaseError, OSError) as e:
                     response.headers["X-TBD-Stored"] = f"no ({str(e)[:150]})"

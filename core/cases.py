@@ -25,7 +25,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-__all__ = ["CaseDB", "DatabaseBusy", "DatabaseError", "case_key", "default_db_path", "SCHEMA_VERSION", "LABELS"]
+__all__ = ["CaseDB", "DatabaseBusy", "DatabaseError", "case_key", "store_analysis", "default_db_path", "SCHEMA_VERSION", "LABELS"]
 
 LABELS = ("", "real", "fake", "unsure")
 SCHEMA_VERSION = 1
@@ -326,3 +326,14 @@ class CaseDB:
                         *[r["model_scores"].get(m) for m in models], r["error"] or "", r["source"], r["created"],
                         r["label"], r["note"]])
         return buf.getvalue()
+
+
+def store_analysis(db_path: str | Path, a, name: str, source: str, timeout_s: float = 5.0) -> None:
+    """Store one finished Analysis (the dashboard's or the API's) as a case under its own key, with its faces'
+    gallery crops; `name` replaces the temp path of an upload. Raises DatabaseError (e.g. a scan is writing)."""
+    settings = dict(a.settings, ensemble=a.ensemble.get("members") or a.settings.get("models"))
+    versions = {n: c.get("sha256") for n, c in a.model_cards.items()}
+    j = a.to_json()
+    j["input"]["path"] = name
+    with CaseDB(db_path, writer=True, timeout_s=timeout_s) as db:
+        db.add(j, path=name, key=case_key(a.info.sha256, settings, versions), source=source, thumbs=a.face_thumbs())

@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw
 
 from .analyze import Analysis
 
-__all__ = ["render_html", "render_pdf", "ReportError", "png_bytes", "annotate_frame", "score_colour", "face_gallery"]
+__all__ = ["render_html", "render_pdf", "pdf_unavailable", "ReportError", "png_bytes", "annotate_frame",
+           "score_colour", "face_gallery"]
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 VERDICT_COLOURS = {"real": "#2e7d32", "fake": "#c62828", "uncertain": "#ef6c00", "no_face": "#546e7a",
@@ -275,16 +276,26 @@ def render_html(a: Analysis, title: str = "TBD case report", print_css: bool = F
     return "\n".join(out)
 
 
+def pdf_unavailable() -> str | None:
+    """None when PDF export works here, else the one-line reason (WeasyPrint or Debian's Pango missing)."""
+    try:
+        import weasyprint  # noqa: F401
+    except (ImportError, OSError) as e:
+        return ("PDF export needs WeasyPrint and Debian's libpango-1.0-0 and libpangoft2-1.0-0 "
+                f"(`make setup` installs them as root): {str(e).splitlines()[0][:120]}")
+    return None
+
+
 def render_pdf(a: Analysis, title: str = "TBD case report") -> bytes:
     """The case report as PDF (WeasyPrint from the report's HTML, A4). The first page holds the verdict, why, the
     file's SHA-256 and the model versions. Raises ReportError (one line) when WeasyPrint or its system
     libraries (Debian libpango-1.0-0, libpangoft2-1.0-0) are missing."""
-    try:
-        import weasyprint
-    except (ImportError, OSError) as e:
-        raise ReportError("PDF export needs WeasyPrint and Debian's libpango-1.0-0 and libpangoft2-1.0-0 "
-                          f"(`make setup` installs them as root): {str(e).splitlines()[0][:120]}") from None
+    missing = pdf_unavailable()
+    if missing:
+        raise ReportError(missing)
     import logging
+
+    import weasyprint
 
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     logging.getLogger("fontTools").setLevel(logging.ERROR)

@@ -22,7 +22,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import stat
 import sys
 import time
@@ -251,7 +253,7 @@ def scan(paths: list[str | Path], db_path: str | Path, frames: int = 32, models:
                 summary.verdicts[res["verdict"]] += 1
                 if reports_dir:
                     stem = f"{res['input']['sha256'][:16]}-{Path(path).stem}"
-                    (reports_dir / f"{stem}.json").write_text(__import__("json").dumps(res, indent=1))
+                    (reports_dir / f"{stem}.json").write_text(json.dumps(res, indent=1))
                     (reports_dir / f"{stem}.html").write_text(out["html"] or "")
             bar.update(1)
 
@@ -316,8 +318,6 @@ def _run_pool(todo, workers, names, device, face_threshold, frames, reports, rec
                     break
         finally:
             pool.shutdown(wait=not broken, cancel_futures=True)
-            import resource
-
             WORKER_PEAKS_MB[:] = [round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1)]
         if broken:
             for fut, (path, sha, key) in list(in_flight.items()):
@@ -346,8 +346,6 @@ def _ray_actor_class():
             _init_worker(models, device, face_threshold, threads)
 
         def peak_rss_mb(self) -> float:
-            import resource
-
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
         def sees(self, path: str, size: int) -> bool:

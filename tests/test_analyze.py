@@ -50,6 +50,7 @@ def test_json_contract_on_a_real_video(clip_result, analyzer):
         assert 0 <= x1 < x2 <= 1920 and 0 <= y1 < y2 <= 1080
         assert face["confidence"] >= 0.9
         assert set(face["fake_probability"]) == set(analyzer.detectors)
+        assert 0 <= face["ensemble_fake_probability"] <= 1
         assert all(0 <= p <= 1 for p in face["fake_probability"].values())
     assert j["tracks"] and all(t["faces"] >= 1 for t in j["tracks"])
     assert j["ensemble"]["track"] in {t["id"] for t in j["tracks"]}
@@ -291,4 +292,8 @@ def test_each_stage_runs_alone_and_together_they_are_analyze(analyzer, face_imag
     assert {m: v["fake_probability"] for m, v in scores.model_out.items()} == pytest.approx(
         {m: v["fake_probability"] for m, v in a.models.items()}, abs=1e-6)
     assert set(found.faces[0].cams) == set(names) and set(found.faces[0].inputs) == set(names)
+    # a stored case comes back with the same per-face scores (gallery borders included)
+    back = type(a).from_json(a.to_json(), a.face_thumbs())
+    assert [f.fake_probability for f in back.faces] == pytest.approx([f.fake_probability for f in a.faces], abs=1e-6)
+    assert back.verdict == a.verdict and back.faces[0].thumb.shape == a.faces[0].thumb.shape
     assert t["sample"] >= 0

@@ -116,6 +116,11 @@ def test_upload_video_in_a_real_browser(server, tmp_path):
         page.wait_for_function("(b) => !document.body.innerText.includes(b)", arg=before, timeout=60_000)
         after = page.get_by_text("boxes coloured by each face", exact=False).first.inner_text()
         assert after != before and page.get_by_role("button", name="selected", exact=True).count() >= 1
+        # the reports are made when their button is clicked (not on every rerun) and arrive whole
+        with page.expect_download(timeout=180_000) as dl:
+            page.get_by_text("Download PDF case report").click()
+        pdf = Path(dl.value.path())
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 20_000
         full = tmp_path / "analyze.png"
         page.screenshot(path=str(full), full_page=True)
         browser.close()

@@ -244,6 +244,55 @@ def test_tiny_training_run_learns_and_round_trips(tmp_path):
     assert gap > gap0 + 0.1, (gap, gap0)
 
 
+def test_calibrating_an_installed_card_after_training(tmp_path, capsys):
+    """train.calibrate fits a temperature on the card's own validation split and stores it with thresholds chosen
+    on the calibrated scores; the weights (SHA-256) are untouched and core applies the temperature. A calibrated
+    card is not refitted by accident, and a validation split that is not the one the card was validated on (the
+    network's AUC does not match the card's) is refused with one line."""
+    from core.calibration import apply_temperature
+    from train.calibrate import main as calibrate
+    from train.train_image import main as train_image
+
+    manifest = _tiny_manifest(tmp_path, n=16)
+    assert train_image(["--manifest", manifest, "--task", "binary", "--name", "cal", "--backbone",
+                        "tf_efficientnet_lite0", "--init", "imagenet-lite0", "--size", "64", "--epochs", "1",
+                        "--batch", "8", "--aug", "0", "--no-calibrate", "--out", str(tmp_path / "runs"),
+                        "--ship", str(tmp_path / "w")]) == 0
+    card_path = tmp_path / "w" / "cal.json"
+    before = json.loads(card_path.read_text())
+    assert not before.get("calibration")
+    faces = [_face(i) for i in range(3)]
+    p0 = load_detector(card_path).predict(faces)
+
+    capsys.readouterr()
+    assert calibrate([str(card_path), "--manifest", manifest]) == 0
+    out = json.loads(capsys.readouterr().out)
+    after = json.loads(card_path.read_text())
+    t = after["calibration"]["temperature"]
+    assert out["temperature"] == t and after["calibration"]["method"] == "temperature"
+    assert after["sha256"] == before["sha256"] and after["metrics"]["validation"]["auc"] == before["metrics"]["validation"]["auc"]
+    assert "ece_test" in after["calibration"] and after["calibration"]["reliability_test"]
+    p1 = load_detector(card_path).predict(faces)
+    assert t != 1.0
+    np.testing.assert_allclose(p1, apply_temperature(p0, t), rtol=1e-2, atol=1e-9)
+
+    assert calibrate([str(card_path), "--manifest", manifest]) == 2
+    assert "already calibrated" in capsys.readouterr().err
+    rows = list(csv.DictReader(open(manifest)))
+    for r in rows:
+        if r["split"] == "val":
+            r["label"] = "real" if r["label"] == "fake" else "fake"
+    other = tmp_path / "other.csv"
+    with open(other, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert calibrate([str(card_path), "--manifest", str(other), "--refit"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not the crops" in err and "\n" not in err
+    assert json.loads(card_path.read_text())["calibration"]["temperature"] == t  # the refused run wrote nothing
+
+
 @pytest.mark.parametrize("backbone", ["efficientnet_b0", "resnext50_32x4d", "swin_tiny_patch4_window7_224"])
 def test_every_image_backbone_trains_and_loads_through_core(tmp_path, backbone):
     """The design's other backbones (no offline ImageNet weights: --init none): one short epoch, then the shipped
@@ -439,6 +488,30 @@ def test_sample_threads_make_the_same_samples_for_any_thread_count(tmp_path):
     assert {k: v for k, v in vh[0].items() if k != "minutes"} == {k: v for k, v in vh[1].items() if k != "minutes"}
 
 
+def test_numbered_image_crops_become_clips_in_frame_order(tmp_path):
+    """--image-sequences: FF++-style crops `<video>_<frame>.jpg` form one clip per video, frames in numeric order
+    (9 after 4, not before); single images and a video with one frame are left out; off by default."""
+    from train.train_video import Clips, sequence_key
+
+    assert sequence_key("MCS1/manipulated/012_026_9.jpg") == ("MCS1/manipulated/012_026", 9)
+    assert sequence_key("MCS1/real/012_10.PNG") == ("MCS1/real/012", 10)
+    assert sequence_key("faces_224/aagumdmtjk.jpg") is None
+    rows = []
+    for src, label, val in (("ff/fake/012_026_9.jpg", "fake", 9), ("ff/fake/012_026_10.jpg", "fake", 10),
+                            ("ff/fake/012_026_4.jpg", "fake", 4), ("ff/real/012_0.jpg", "real", 0),
+                            ("ff/real/012_4.jpg", "real", 4), ("ff/real/026_0.jpg", "real", 0),
+                            ("dfdc/abc.jpg", "real", 1)):
+        crop = tmp_path / f"{abs(hash(src))}.png"
+        Image.fromarray(np.full((8, 8, 3), val, np.uint8)).save(crop)
+        rows.append({"source": src, "label": label, "media": "image", "frame": 0, "crop_path": str(crop),
+                     "landmarks": None})
+    clips = Clips(rows, "binary", 3, 1, None, image_sequences=True).clips
+    assert [(c["source"], c["label"]) for c in clips] == [("ff/fake/012_026", 1), ("ff/real/012", 0)]
+    assert [int(c["crops"][0][0, 0, 0]) for c in clips] == [4, 0]
+    assert [int(f[0, 0, 0]) for f in clips[0]["crops"]] == [4, 9, 10]
+    assert Clips(rows, "binary", 3, 1, None).clips == []
+
+
 def test_sbi_training_and_temporal_run(tmp_path):
     """SBI task on real crops only, then a CNN+LSTM started from that encoder (frozen), one epoch each."""
     from train.train_image import main as train_image
@@ -454,6 +527,11 @@ def test_sbi_training_and_temporal_run(tmp_path):
                         "--lr", "1e-3", "--out", str(tmp_path / "runs"), "--ship", str(tmp_path / "w")]) == 0
     det = load_detector(tmp_path / "w" / "temporal-tiny.json")
     assert det.card.kind == "sequence" and det.card.frames == 3 and det.card.input_size == 64
+    # train.calibrate reproduces the temporal trainer's validation windows (same AUC) and refits its temperature
+    from train.calibrate import main as calibrate
+
+    assert calibrate([str(tmp_path / "w" / "temporal-tiny.json"), "--manifest", manifest, "--refit"]) == 0
+    assert load_detector(tmp_path / "w" / "temporal-tiny.json").card.calibration["fitted_after_training"]
     p = det.predict_sequences([[_face(0)] * 2, [_face(1)] * 5])
     assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
 

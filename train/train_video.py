@@ -15,6 +15,7 @@ encoder's features (the design's transfer-learning baseline; the practical choic
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -49,20 +50,31 @@ from .landmarks import LANDMARK_DESC, LandmarkError
 from .sbi import self_blend_clip
 from .train_image import NORMALISATION, build_card, class_weights
 
+_NUMBERED = re.compile(r"^(.+)_(\d+)\.(?:jpe?g|png|webp)$", re.IGNORECASE)
+
+
+def sequence_key(source: str) -> tuple[str, int] | None:
+    """(clip, frame number) of an image that is a numbered frame of a video (`.../012_026_4.jpg` is frame 4 of
+    `.../012_026`, as the FF++ crops are named), else None."""
+    m = _NUMBERED.match(source)
+    return (m.group(1), int(m.group(2))) if m else None
+
 
 class Clips:
     """Clips (a source video's crops in time order) and how to draw F-frame windows from them."""
 
     def __init__(self, rows: list[dict], task: str, frames: int, windows: int, augment: Augment | None,
-                 sbi_profile: str = "strong"):
+                 sbi_profile: str = "strong", image_sequences: bool = False):
         self.sbi_profile = sbi_profile
         by_src: dict[str, list[dict]] = {}
         for r in rows:
             if r["media"] == "video":
                 by_src.setdefault(r["source"], []).append(r)
+            elif image_sequences and (key := sequence_key(r["source"])):
+                by_src.setdefault(key[0], []).append(dict(r, frame=key[1]))
         self.clips = []
         for src, rs in sorted(by_src.items()):
-            rs.sort(key=lambda r: r["frame"])
+            rs.sort(key=lambda r: int(r["frame"]))
             if len(rs) < 2:
                 continue
             self.clips.append({"source": src, "label": int(rs[0]["label"] == "fake"),
@@ -146,6 +158,9 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--frames", type=int, default=10)
     ap.add_argument("--windows", type=int, default=4, help="windows drawn per clip and epoch")
+    ap.add_argument("--image-sequences", action="store_true",
+                    help="also build clips from image crops named as numbered frames of one video "
+                         "(<video>_<frame>.jpg, as the FF++ crops are); images of one frame are left out")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -201,9 +216,9 @@ def main(argv=None) -> int:
     det = Detector(net, card).to(device)
     split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
     augment = augment_from_args(args)
-    train_set = Clips(split["train"], args.task, args.frames, args.windows, augment, args.sbi_profile)
-    val_set = Clips(split["val"], args.task, args.frames, 2, None, args.sbi_profile)
-    test_set = Clips(split["test"], args.task, args.frames, 2, None, args.sbi_profile)
+    train_set = Clips(split["train"], args.task, args.frames, args.windows, augment, args.sbi_profile, args.image_sequences)
+    val_set = Clips(split["val"], args.task, args.frames, 2, None, args.sbi_profile, args.image_sequences)
+    test_set = Clips(split["test"], args.task, args.frames, 2, None, args.sbi_profile, args.image_sequences)
     if args.limit:
         for ds in (train_set, val_set, test_set):
             keep = set(range(min(args.limit, len(ds.clips))))
@@ -254,6 +269,7 @@ def main(argv=None) -> int:
     finish_run(det, card, run, metrics, args, f"{args.name} ({args.arch}, {args.backbone}, {args.task})", {
         "data": args.data_desc or ", ".join(sorted({r["dataset"] for r in split["train"]})),
         "counts": counts,
+        "image_sequences": bool(args.image_sequences),
         "recipe": f"AdamW lr {args.lr}, StepLR(5, 0.5), batch {args.batch}, {len(run.history)} epochs, "
                   f"{args.frames} frames, {args.size}px, weighted cross-entropy, early stopping {args.patience}, "
                   f"dropout {args.dropout}, {'frozen encoder' if args.freeze_encoder else 'end to end'}"

@@ -1,0 +1,114 @@
+"""Calibrate an installed model after its training: fit a temperature on the validation split of the
+manifests it was trained with, choose its thresholds on the calibrated validation scores, and write both into its
+card (the weights, and so the card's SHA-256, do not change). For models trained before the trainers calibrated.
+
+The validation and test crops are the trainer's own: the same manifests, the same `--max-per-group` (frame
+models), the same clips and windows (sequence models), for the SBI task the same fixed pseudo-fakes; the script
+checks that the network's validation AUC is the one the card recorded at training time, so a different split
+cannot slip in.
+
+    python -m train.calibrate weights/gan-face.json --manifest .cache/faces/gan-wide/manifest.csv \
+        --manifest .cache/faces/real-wide/manifest.csv --max-per-group 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import torch.nn as nn
+
+from core.models.checkpoint import CardError, load_detector
+
+from .common import final_metrics, limit_per_group, pick_device, training_rows
+from .landmarks import LandmarkError
+from .train_image import Samples
+from .train_image import run_epoch as image_epoch
+from .train_video import Clips
+from .train_video import run_epoch as clip_epoch
+
+AUC_TOLERANCE = 0.002  # the validation AUC recomputed here may differ from the card's by rounding only
+
+
+def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0, device: str = "cpu",
+                   refit: bool = False, seed: int = 0) -> dict:
+    """Fit and store the card's temperature and thresholds; returns the new calibration. Raises ValueError with a
+    one-line reason (a calibrated card without `refit`, crops that are not the card's, a
+    validation split that does not reproduce the card's validation AUC)."""
+    card_path = Path(card_path)
+    det = load_detector(card_path, device=pick_device(device))
+    card = det.card
+    if card.calibration and not refit:
+        raise ValueError(f"{card.name} is already calibrated (temperature {card.temperature:g}); --refit fits again")
+    task = card.training.get("task", "binary")
+    rows, crop = training_rows(Namespace(manifest=manifests, task=task, landmarks=card.training.get("landmarks",
+                                                                                                    "mtcnn5")))
+    if card.crop and {k: card.crop.get(k) for k in crop} != crop:
+        raise ValueError(f"{card.name} was trained on crops {card.crop}, the manifests have {crop}")
+    profile = card.training.get("sbi_profile", "strong")
+    if card.kind == "frame":
+        split = {s: limit_per_group([r for r in rows if r["split"] == s], max_per_group) for s in ("val", "test")}
+        sets = {"validation": Samples(split["val"], task, None, seed + 1, profile),
+                "test": Samples(split["test"], task, None, seed + 2, profile)}
+        epoch, extra = image_epoch, ()
+    else:  # the temporal trainer's windows: 2 per clip, drawn with the same seeds
+        seqs = bool(card.training.get("image_sequences"))
+        sets = {s: Clips([r for r in rows if r["split"] == part], task, card.frames, 2, None, profile, seqs)
+                for s, part in (("validation", "val"), ("test", "test"))}
+        epoch, extra = clip_epoch, (False,)
+    if not len(sets["validation"]):
+        raise ValueError("the manifests have no val rows (or clips)")
+    card.calibration = {}  # score the network's own probabilities
+    loss_fn = nn.CrossEntropyLoss()
+    t0 = time.time()
+    metrics = final_metrics(lambda s, rs: epoch(
+        det, sets[s], np.arange(len(sets[s])), 8, loss_fn, None, None, det.device, np.random.default_rng(rs), False,
+        f"calibrate {s}", *extra)[2:], len(sets["test"]) > 0, t0, det.device)
+    recorded = (card.metrics.get("validation") or {}).get("auc")
+    got = metrics["validation"].get("auc")
+    if recorded is not None and (got is None or abs(got - recorded) > AUC_TOLERANCE):
+        raise ValueError(f"validation AUC here {got} is not the card's {recorded:.4f}: these are not the crops "
+                         f"{card.name} was validated on (manifests, --max-per-group)")
+    if "calibration" not in metrics:
+        raise ValueError("the validation split holds one class only: no temperature can be fitted")
+    cal = dict(metrics["calibration"], fitted_after_training=time.strftime("%Y-%m-%d") + " by train.calibrate")
+    d = json.loads(card_path.read_text())
+    d["calibration"] = cal
+    d["thresholds"] = metrics["thresholds"]
+    for s in ("validation", "test"):
+        if s in metrics:
+            d.setdefault("metrics", {})[s] = {m: metrics[s][m] for m in ("auc", "accuracy", "n", "confusion_matrix")
+                                              if m in metrics[s]}
+    tmp = card_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(d, indent=2) + "\n")
+    os.replace(tmp, card_path)
+    load_detector(card_path)  # the written card loads and its weights still verify
+    return cal
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("card", help="the model card (JSON) to calibrate, changed in place")
+    ap.add_argument("--manifest", required=True, action="append", help="the manifests it was trained with")
+    ap.add_argument("--max-per-group", type=int, default=0, help="as the training run had it")
+    ap.add_argument("--refit", action="store_true", help="fit again over an existing calibration")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    try:
+        cal = calibrate_card(Path(args.card), args.manifest, args.max_per_group, args.device, args.refit)
+    except (ValueError, CardError, LandmarkError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: cal[k] for k in ("temperature", "ece_validation_before", "ece_validation", "ece_test_before",
+                                          "ece_test") if k in cal}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

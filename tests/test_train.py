@@ -713,6 +713,27 @@ def test_evaluation_split_keeps_groups_whole(tmp_path):
     assert 6 <= len(videos) <= 14 and {r["label"] for r in videos} == {"real", "fake"}
 
 
+def test_calibration_report_judges_a_specialist_on_its_own_fakes_too():
+    """The GAN-face subset holds the GAN fakes with their FFHQ reals only, so a GAN specialist that says "real" to
+    face swaps is calibrated there even though the face-swap fakes count against it on all files."""
+    from train.evaluate_defaults import calibration_report
+
+    def f(path, label, gan, swap):
+        return {"path": path, "label": label, "media": "image", "dataset": "", "models": {"g": gan, "s": swap},
+                "fake_probability": (gan + swap) / 2}
+
+    files = ([f(f"ffhq_vs_stylegan2/fake/{i}.jpg", "fake", 0.9, 0.5) for i in range(10)]
+             + [f(f"ffhq_vs_stylegan2/real/{i}.jpg", "real", 0.1, 0.5) for i in range(10)]
+             + [f(f"i-Shreyansh__DeepFake-Detection/faces_224/{i}.jpg", "fake", 0.1, 0.9) for i in range(10)]
+             + [f(f"i-Shreyansh__DeepFake-Detection/faces_224/r{i}.jpg", "real", 0.1, 0.1) for i in range(10)])
+    rep = calibration_report(files, ["g", "s"])
+    assert set(rep) == {"all evaluation files", "face-swap crops (DFDC + FF++ test split)",
+                        "GAN faces (FFHQ vs StyleGAN2 test files)"}
+    gan = rep["GAN faces (FFHQ vs StyleGAN2 test files)"]
+    assert gan["g"]["n"] == 20 and gan["g"]["ece"] == pytest.approx(0.1)
+    assert rep["all evaluation files"]["g"]["ece"] > gan["g"]["ece"]
+
+
 def test_auc_interval_brackets_the_estimate():
     rng = np.random.default_rng(0)
     files = [_file("fake" if i % 2 else "real", "video", f"{i}.mp4", m=float(rng.normal(i % 2, 1.0))) for i in range(60)]

@@ -356,12 +356,14 @@ def scope_sentence(families: dict, chosen: list[str]) -> str:
 
 def calibration_report(files: list[dict], models: list[str]) -> dict:
     """Expected calibration error and reliability table of each model's (calibrated) P(fake) on the evaluation
-    files: all of them, and the face-swap crops alone."""
+    files: all of them, the face-swap crops alone, and the GAN faces alone (a specialist is judged on its own kind
+    of fake too: on all files, the other kind's fakes count against it)."""
     from core.calibration import expected_calibration_error, reliability_table
 
     out = {}
     for subset, sel in (("all evaluation files", files),
-                        ("face-swap crops (DFDC + FF++ test split)", [f for f in files if family(f) in CROP_SETS])):
+                        ("face-swap crops (DFDC + FF++ test split)", [f for f in files if family(f) in CROP_SETS]),
+                        ("GAN faces (FFHQ vs StyleGAN2 test files)", family_files(files, "GAN faces (FFHQ vs StyleGAN2)"))):
         for m in models + ["ensemble"]:
             y, p = _pairs(sel, m)
             if len(y) and 0 < y.sum() < len(y):

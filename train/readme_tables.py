@@ -40,15 +40,17 @@ def tables(weights: Path) -> str:
         if t["target"].startswith("AUC drop") and t["model"] != "ensemble":
             out.append(f"| {t['target']} ({t['model']}) | {t['data']} | {_fmt(t['value'])} | "
                        f"{'-' if t['met'] is None else 'yes' if t['met'] else 'no'} |")
-    out += ["", "| model | temperature | ECE val before -> after | ECE test (its crops) | ECE, all evaluation files |",
-            "|---|---|---|---|---|"]
+    subsets = list(b.get("calibration", {}))
+    out += ["", "| model | temperature | ECE val before -> after | ECE test (its crops) | "
+            + " | ".join(f"ECE, {s}" for s in subsets) + " |", "|---|---|---|---|" + "---|" * len(subsets)]
     for m in b["runs"]["ours"]["models"]:
         card = json.loads((weights / f"{m}.json").read_text())
         cal = card.get("calibration") or {}
-        ev = b.get("calibration", {}).get("all evaluation files", {}).get(m, {})
-        out.append(f"| {m} | {cal.get('temperature', '-')} | "
+        eces = [str(b["calibration"][s].get(m, {}).get("ece", "-")) for s in subsets]
+        after = " (fitted after training)" if cal.get("fitted_after_training") else ""
+        out.append(f"| {m} | {cal.get('temperature', '-')}{after} | "
                    f"{cal.get('ece_validation_before', '-')} -> {cal.get('ece_validation', '-')} | "
-                   f"{cal.get('ece_test', '-')} | {ev.get('ece', '-')} |")
+                   f"{cal.get('ece_test', '-')} | " + " | ".join(eces) + " |")
     ev = b["ensemble_validation"]
     best = sorted(ev["candidates"], key=lambda c: -(c["score"] or 0))[:5]
     keys = [k for k in best[0] if k.endswith(" AUC")]

@@ -11,16 +11,17 @@ FACES=${FACES:-.cache/faces}
 OUT=${OUT:-runs}
 W=${W:-weights}
 
-# 1. Face crops with core's sampler, dual-stage MTCNN and crop function; splits by group.
+# 1. Face crops with core's sampler, dual-stage MTCNN and crop function; splits by group. gan-face, sbi-frame and
+#    sbi-temporal were trained before the padded crop existed: their crops are cut in mode shift (their cards say so).
 [ -f "$FACES/gan/manifest.csv" ] || $PY -m train.extract_faces "$DATA/LABELS.csv" --out "$FACES/gan" \
-    --include '^ffhq_vs_stylegan2/'
+    --include '^ffhq_vs_stylegan2/' --crop-mode shift
 [ -f "$FACES/real/manifest.csv" ] || $PY -m train.extract_faces "$DATA/LABELS.csv" --out "$FACES/real" \
-    --labels-only real --include 'StyleTalk|MEAD|VoxCeleb' --frames 16
+    --labels-only real --include 'StyleTalk|MEAD|VoxCeleb' --frames 16 --crop-mode shift
 #    The same faces with a wide margin (hair, ears, background: where generators leave their traces) for gan-face.
 [ -f "$FACES/gan-wide/manifest.csv" ] || $PY -m train.extract_faces "$DATA/LABELS.csv" --out "$FACES/gan-wide" \
-    --include '^ffhq_vs_stylegan2/' --size 320 --margin 0.6
+    --include '^ffhq_vs_stylegan2/' --size 320 --margin 0.6 --crop-mode shift
 [ -f "$FACES/real-wide/manifest.csv" ] || $PY -m train.extract_faces "$DATA/LABELS.csv" --out "$FACES/real-wide" \
-    --labels-only real --include 'StyleTalk|MEAD|VoxCeleb' --frames 16 --size 320 --margin 0.6
+    --labels-only real --include 'StyleTalk|MEAD|VoxCeleb' --frames 16 --size 320 --margin 0.6 --crop-mode shift
 
 #    The pre-cropped DFDC and FF++ face-swap sets: core's detector (padded pass for crops the face fills) and padded
 #    crop, 224 px, margin 0.1; every group's split is pinned by the committed weights/face_crop_splits.csv.

@@ -28,7 +28,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from core.faces import CROP_MARGIN, CROP_SIZE, FaceDetector, crop_box, crop_face, link_tracks
+from core.faces import CROP_MARGIN, CROP_SIZE, PAD_MODES, FaceDetector, crop_box, crop_face, link_tracks
 from core.media import MediaError, open_media
 
 from .landmarks import SIDE_FILE
@@ -131,8 +131,8 @@ def save_grids(manifest: list[dict], out: Path, per: int = 24, seed: int = 0) ->
     return paths
 
 
-def landmarks_in_crop(landmarks, box, width, height, size, margin) -> list[list[float]]:
-    l, t, r, b = crop_box(box, width, height, margin=margin)
+def landmarks_in_crop(landmarks, box, width, height, size, margin, mode: str = "pad") -> list[list[float]]:
+    l, t, r, b = crop_box(box, width, height, margin=margin, mode=mode)
     sx, sy = size / max(r - l, 1), size / max(b - t, 1)
     return [[round((x - l) * sx, 2), round((y - t) * sy, 2)] for x, y in landmarks]
 
@@ -151,7 +151,7 @@ def forget_landmarks68(out: Path, crops: set[str]) -> None:
 
 def extract(rows: list[dict], root: Path, out: Path, frames: int, detector: FaceDetector, size: int, margin: float,
             holdout: re.Pattern | None, fractions, image_format: str = "png", quality: int = 95,
-            splits: dict[str, str] | None = None) -> list[dict]:
+            splits: dict[str, str] | None = None, mode: str = "pad") -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "crops").mkdir(exist_ok=True)
     manifest: list[dict] = []
@@ -185,7 +185,7 @@ def extract(rows: list[dict], root: Path, out: Path, frames: int, detector: Face
             for f in fl:
                 if f.track != main:
                     continue
-                crop = crop_face(fr.image, f.box, size=size, margin=margin)
+                crop = crop_face(fr.image, f.box, size=size, margin=margin, mode=mode)
                 name = f"crops/{stem}_{fr.index:06d}.{image_format}"
                 if image_format == "jpg":  # ~5x smaller: fits a GPU machine's 64 MiB transfer
                     Image.fromarray(crop).save(out / name, quality=quality)
@@ -197,8 +197,8 @@ def extract(rows: list[dict], root: Path, out: Path, frames: int, detector: Face
                     "method": row.get("method", ""), "group": group, "split": split, "media": media.info.kind,
                     "frame": fr.index, "time_s": fr.time_s, "track": f.track,
                     "box": json.dumps([round(v, 1) for v in f.box]), "confidence": f.confidence,
-                    "landmarks": json.dumps(landmarks_in_crop(f.landmarks or [], f.box, w, h, size, margin)),
-                    "crop_size": size, "crop_margin": margin, "crop_mode": "pad",
+                    "landmarks": json.dumps(landmarks_in_crop(f.landmarks or [], f.box, w, h, size, margin, mode)),
+                    "crop_size": size, "crop_margin": margin, "crop_mode": mode,
                 })
     return manifest
 
@@ -216,6 +216,9 @@ def main(argv=None) -> int:
     ap.add_argument("--face-threshold", type=float, default=0.9)
     ap.add_argument("--size", type=int, default=CROP_SIZE)
     ap.add_argument("--margin", type=float, default=CROP_MARGIN)
+    ap.add_argument("--crop-mode", choices=PAD_MODES, default="pad",
+                    help="pad (the convention) or shift: the crops of models trained before padding existed "
+                         "(gan-face, sbi-frame, sbi-temporal), e.g. to calibrate them on their own validation split")
     ap.add_argument("--format", choices=["png", "jpg"], default="png",
                     help="crop files: lossless png, or jpg q95 (about 5x smaller, for carrying to a GPU machine)")
     ap.add_argument("--split-file", help="CSV group,dataset,labels,split that pins every group's split")
@@ -248,7 +251,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     manifest = extract(rows, labels.parent, out, args.frames, det, args.size, args.margin,
                        re.compile(args.holdout_regex) if args.holdout_regex else None, fractions, args.format,
-                       splits=splits)
+                       splits=splits, mode=args.crop_mode)
     path = out / "manifest.csv"
     new = not path.exists()
     with open(path, "a", newline="") as f:

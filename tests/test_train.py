@@ -291,6 +291,9 @@ def test_calibrating_an_installed_card_after_training(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "not the crops" in err and "\n" not in err
     assert json.loads(card_path.read_text())["calibration"]["temperature"] == t  # the refused run wrote nothing
+    # where the split cannot be re-made exactly, --allow-other-split calibrates and the card says so
+    assert calibrate([str(card_path), "--manifest", str(other), "--refit", "--allow-other-split"]) == 0
+    assert "re-made validation split" in json.loads(card_path.read_text())["calibration"]["note"]
 
 
 @pytest.mark.parametrize("backbone", ["efficientnet_b0", "resnext50_32x4d", "swin_tiny_patch4_window7_224"])

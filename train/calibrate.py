@@ -37,7 +37,7 @@ AUC_TOLERANCE = 0.002  # the validation AUC recomputed here may differ from the 
 
 
 def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0, device: str = "cpu",
-                   refit: bool = False, seed: int = 0) -> dict:
+                   refit: bool = False, seed: int = 0, allow_other_split: bool = False) -> dict:
     """Fit and store the card's temperature and thresholds; returns the new calibration. Raises ValueError with a
     one-line reason (a calibrated card without `refit`, crops that are not the card's, a
     validation split that does not reproduce the card's validation AUC)."""
@@ -72,12 +72,16 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
         f"calibrate {s}", *extra)[2:], len(sets["test"]) > 0, t0, det.device)
     recorded = (card.metrics.get("validation") or {}).get("auc")
     got = metrics["validation"].get("auc")
-    if recorded is not None and (got is None or abs(got - recorded) > AUC_TOLERANCE):
+    other = recorded is not None and (got is None or abs(got - recorded) > AUC_TOLERANCE)
+    if other and not allow_other_split:
         raise ValueError(f"validation AUC here {got} is not the card's {recorded:.4f}: these are not the crops "
-                         f"{card.name} was validated on (manifests, --max-per-group)")
+                         f"{card.name} was validated on (manifests, --max-per-group; --allow-other-split to fit on them anyway)")
     if "calibration" not in metrics:
         raise ValueError("the validation split holds one class only: no temperature can be fitted")
     cal = dict(metrics["calibration"], fitted_after_training=time.strftime("%Y-%m-%d") + " by train.calibrate")
+    if other:
+        cal["note"] = (f"fitted on a re-made validation split, not the one of training: validation AUC {got:.4f} "
+                       f"here against {recorded:.4f} at training time")
     d = json.loads(card_path.read_text())
     d["calibration"] = cal
     d["thresholds"] = metrics["thresholds"]
@@ -98,10 +102,14 @@ def main(argv=None) -> int:
     ap.add_argument("--manifest", required=True, action="append", help="the manifests it was trained with")
     ap.add_argument("--max-per-group", type=int, default=0, help="as the training run had it")
     ap.add_argument("--refit", action="store_true", help="fit again over an existing calibration")
+    ap.add_argument("--allow-other-split", action="store_true",
+                    help="calibrate even where the validation split cannot be re-made exactly (e.g. pseudo-fakes made "
+                         "by a later train.sbi); the card's calibration says so and gives both AUCs")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     try:
-        cal = calibrate_card(Path(args.card), args.manifest, args.max_per_group, args.device, args.refit)
+        cal = calibrate_card(Path(args.card), args.manifest, args.max_per_group, args.device, args.refit,
+                             allow_other_split=args.allow_other_split)
     except (ValueError, CardError, LandmarkError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -21,8 +21,8 @@ text = {
                 "px: very sharp, high-resolution faces are outside what it saw.",
                 "Trained on tight crops whose borders are black padding; on full video frames the border holds real "
                 "context, a mild shift from training.",
-                "Trained for under an hour on a 2-core CPU (a fraction of the epochs such models usually get): see "
-                "metrics for what it reaches."]),
+                "Trained for 88 minutes (14 epochs) on a 2-core CPU, a fraction of the epochs such models usually "
+                "get; its validation AUC was still rising by about 0.001 an epoch at the end: see metrics."]),
  "swap-meso4": ("MesoNet (Meso4, Afchar et al. 2018) trained here from scratch on the same DFDC and FF++ face-swap crops "
                 "and splits as face-swap (256 px input from the 224 px padded crop), with the same augmentation: a "
                 "small, different second opinion. The published MesoNet weights cannot ship; these can.",
@@ -33,20 +33,22 @@ text = {
               "and frames of real talking-face clips vs StyleGAN2 faces from thispersondoesnotexist.com, on wide "
               "face crops (MTCNN box plus 60 % on every side, cut at 320 px and scored at 224 px: face, hair, ears "
               "and some background). Every training crop is re-encoded as JPEG (q60-95) so the two photo sources' different "
-              "compression histories stop separating them.",
+              "compression histories stop separating them. P(fake) is temperature-calibrated on its validation split "
+              "(fitted after training by train.calibrate: the network was over-confident).",
               ["Knows one generator (StyleGAN2 via thispersondoesnotexist.com); diffusion models and other GANs are unseen.",
-               "Small training set (309 FFHQ and 318 real-clip crops vs 112 fake); thresholds come from a validation "
-               "split of 122 crops.",
+               "Small training set (309 FFHQ and 318 real-clip crops vs 112 fake); its temperature and thresholds "
+               "come from a validation split of 123 crops.",
                "Scores many CelebA-HQ photos above its decision threshold (42 % of the evaluation's 31; 1 of them above the "
                "ensemble's fake band). CelebA-HQ was produced with a JPEG-artefact-removal network and an "
                "adversarially trained 4x super-resolution network (Karras et al., ICLR 2018, appendix C), and its "
                "1024 px photos give cleaner crops than anything in training: read its score on studio-quality or "
                "AI-enhanced photos as 'processed by a network', not as 'synthetic person'.",
                "Talking-head and face-swap videos are only weakly ranked: their scores stay far below its threshold.",
-               "Scores saturate near 0 and 1; the ensemble's verdict bands come from weights/ensemble.json."]),
+               "The ensemble's verdict bands come from weights/ensemble.json."]),
  "sbi-frame": ("Per-face face-swap / blending detector: EfficientNet-Lite0 (ImageNet init) trained on real faces only "
                "against self-blended pseudo-fakes (Shiohara & Yamasaki 2022), on 160 px face crops. No real deepfake "
-               "was in its training data.",
+               "was in its training data. P(fake) is temperature-calibrated after training (train.calibrate) on "
+               "re-made validation pseudo-fakes: it says how sure it is of a blend, not of a real deepfake.",
                ["Looks for blending boundaries and colour/sharpness mismatch inside the face: fully synthetic faces, "
                 "talking-head generators that re-render the whole frame, and diffusion videos are largely invisible to it.",
                 "Trained on about 1,170 real faces from roughly 50 identities (FFHQ and talking-face clips); "
@@ -58,7 +60,8 @@ text = {
                 "for comparison and for analysts who add it by hand."]),
  "sbi-temporal": ("Clip-level face-swap detector: the sbi-frame encoder (frozen) feeds an LSTM over 8 frames of a face "
                   "track (temporal LayerNorm, LeakyReLU head, dropout 0.4), trained on real clips vs temporally "
-                  "consistent self-blended clips.",
+                  "consistent self-blended clips. Temperature-calibrated after training (train.calibrate) on its "
+                  "validation clips and their self-blends.",
                   ["Inherits sbi-frame's blind spots (whole-frame synthesis, diffusion, talking heads).",
                    "Trained on 54 real clips; tracks shorter than 8 faces are padded by repeating frames, so single "
                    "images get a degenerate sequence.",

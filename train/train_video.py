@@ -149,8 +149,7 @@ def main(argv=None) -> int:
     ap.add_argument("--display-name", default="")
     ap.add_argument("--arch", choices=["cnn_lstm", "swin_seq"], default="cnn_lstm")
     ap.add_argument("--backbone", default="tf_efficientnet_lite0",  # the one backbone with offline ImageNet weights
-                    choices=["efficientnet_b0", "tf_efficientnet_lite0", "resnext50_32x4d",
-                             "swin_tiny_patch4_window7_224"])
+                    choices=sorted(NORMALISATION))
     ap.add_argument("--init", default="imagenet-lite0", choices=["imagenet-lite0", "imagenet-lite2", "timm-hub", "none"],
                     help="backbone start when there is no --encoder-from (imagenet-lite0 fits tf_efficientnet_lite0)")
     ap.add_argument("--encoder-from", help="image_classifier card whose backbone starts the encoder")

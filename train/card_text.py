@@ -38,8 +38,8 @@ text = {
               ["Knows one generator (StyleGAN2 via thispersondoesnotexist.com); diffusion models and other GANs are unseen.",
                "Small training set (309 FFHQ and 318 real-clip crops vs 112 fake); its temperature and thresholds "
                "come from a validation split of 123 crops.",
-               "Scores many CelebA-HQ photos above its decision threshold (42 % of the evaluation's 31; 1 of them above the "
-               "ensemble's fake band). CelebA-HQ was produced with a JPEG-artefact-removal network and an "
+               "Scores many CelebA-HQ photos above its decision threshold (42 % of the evaluation's 31; the default "
+               "ensemble's verdict calls 3 of them fake). CelebA-HQ was produced with a JPEG-artefact-removal network and an "
                "adversarially trained 4x super-resolution network (Karras et al., ICLR 2018, appendix C), and its "
                "1024 px photos give cleaner crops than anything in training: read its score on studio-quality or "
                "AI-enhanced photos as 'processed by a network', not as 'synthetic person'.",

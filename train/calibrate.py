@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from argparse import Namespace
@@ -24,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch.nn as nn
 
-from core.models.checkpoint import CardError, load_detector
+from core.models.checkpoint import CardError, load_detector, write_card
 
 from .common import final_metrics, limit_per_group, pick_device, training_rows
 from .landmarks import LandmarkError
-from .train_image import Samples
+from .train_image import held_out_samples
 from .train_image import run_epoch as image_epoch
-from .train_video import Clips
+from .train_video import held_out_clips
 from .train_video import run_epoch as clip_epoch
 
 AUC_TOLERANCE = 0.002  # the validation AUC recomputed here may differ from the card's by rounding only
@@ -54,14 +53,13 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     profile = card.training.get("sbi_profile", "strong")
     if card.kind == "frame":
         split = {s: limit_per_group([r for r in rows if r["split"] == s], max_per_group) for s in ("val", "test")}
-        sets = {"validation": Samples(split["val"], task, None, seed + 1, profile),
-                "test": Samples(split["test"], task, None, seed + 2, profile)}
+        val, test = held_out_samples(split, task, seed, profile)
         epoch, extra = image_epoch, ()
-    else:  # the temporal trainer's windows: 2 per clip, drawn with the same seeds
-        seqs = bool(card.training.get("image_sequences"))
-        sets = {s: Clips([r for r in rows if r["split"] == part], task, card.frames, 2, None, profile, seqs)
-                for s, part in (("validation", "val"), ("test", "test"))}
+    else:
+        split = {s: [r for r in rows if r["split"] == s] for s in ("val", "test")}
+        val, test = held_out_clips(split, task, card.frames, profile, bool(card.training.get("image_sequences")))
         epoch, extra = clip_epoch, (False,)
+    sets = {"validation": val, "test": test}
     if not len(sets["validation"]):
         raise ValueError("the manifests have no val rows (or clips)")
     card.calibration = {}  # score the network's own probabilities
@@ -69,7 +67,7 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     t0 = time.time()
     metrics = final_metrics(lambda s, rs: epoch(
         det, sets[s], np.arange(len(sets[s])), 8, loss_fn, None, None, det.device, np.random.default_rng(rs), False,
-        f"calibrate {s}", *extra)[2:], len(sets["test"]) > 0, t0, det.device)
+        f"calibrate {s}", *extra)[2:], test is not None and len(test) > 0, t0, det.device)
     recorded = (card.metrics.get("validation") or {}).get("auc")
     got = metrics["validation"].get("auc")
     other = recorded is not None and (got is None or abs(got - recorded) > AUC_TOLERANCE)
@@ -89,9 +87,7 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
         if s in metrics:
             d.setdefault("metrics", {})[s] = {m: metrics[s][m] for m in ("auc", "accuracy", "n", "confusion_matrix")
                                               if m in metrics[s]}
-    tmp = card_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(d, indent=2) + "\n")
-    os.replace(tmp, card_path)
+    write_card(card_path, d)
     load_detector(card_path)  # the written card loads and its weights still verify
     return cal
 

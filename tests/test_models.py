@@ -377,6 +377,30 @@ def test_calibration_is_stored_in_the_card_and_applied(tmp_path):
         load_detector(tmp_path / "b" / "hot.json")
 
 
+def test_mirrored_test_time_view_averages_the_fake_logits(tmp_path):
+    """A card with tta ["hflip"] reports sigmoid of the mean fake logit of each crop and its mirror image (then its
+    temperature); unknown views and views on a sequence model are refused with a card error."""
+    torch.manual_seed(0)
+    net = create_model("meso4")
+    plain = load_detector(save_checkpoint(net, _card("one", "meso4", {}, size=256), tmp_path / "a"))
+    two = _card("two", "meso4", {}, size=256, tta=["hflip"], calibration={"method": "temperature", "temperature": 2.0})
+    two = load_detector(save_checkpoint(net, two, tmp_path / "b"))
+    assert json.loads((tmp_path / "b" / "two.json").read_text())["tta"] == ["hflip"]
+    crops = [np.random.default_rng(i).integers(0, 255, (256, 256, 3), dtype=np.uint8) for i in range(5)]
+
+    def logit(p):
+        return np.log(p / (1 - p))
+
+    z = (logit(plain.predict(crops)) + logit(plain.predict([c[:, ::-1].copy() for c in crops]))) / 2
+    np.testing.assert_allclose(two.predict(crops), 1 / (1 + np.exp(-z / 2.0)), atol=1e-5)
+    assert not np.allclose(two.predict(crops), plain.predict(crops), atol=1e-3)
+    for bad, msg in (({"tta": ["vflip"]}, "tta must be"), ({"tta": "hflip"}, "tta must be"),
+                     ({"tta": ["hflip"], "architecture": "cnn_lstm"}, "frame models only")):
+        d = dict(json.loads((tmp_path / "b" / "two.json").read_text()), **bad)
+        with pytest.raises(CardError, match=msg):
+            ModelCard.from_dict(d)
+
+
 def test_temperature_fit_and_ece():
     """Scores made over-confident by a known temperature are brought back: the fit recovers it and the expected
     calibration error falls; ECE of calibrated synthetic scores is small."""

@@ -278,6 +278,20 @@ def test_calibrating_an_installed_card_after_training(tmp_path, capsys):
 
     assert calibrate([str(card_path), "--manifest", manifest]) == 2
     assert "already calibrated" in capsys.readouterr().err
+    # test-time views: the temperature is refitted on the mirrored-and-averaged scores core will report; the split
+    # check still uses the single view, so a later refit keeps the views and passes it; "none" goes back
+    assert calibrate([str(card_path), "--manifest", manifest, "--refit", "--tta", "hflip"]) == 0
+    tta = json.loads(card_path.read_text())
+    assert tta["tta"] == ["hflip"] and load_detector(card_path).card.tta == ["hflip"]
+    assert tta["calibration"]["validation_auc_single_view"] == pytest.approx(before["metrics"]["validation"]["auc"],
+                                                                             abs=1e-6)
+    assert "hflip" in tta["calibration"]["tta"] and tta["sha256"] == before["sha256"]
+    assert calibrate([str(card_path), "--manifest", manifest, "--refit"]) == 0
+    assert json.loads(card_path.read_text())["tta"] == ["hflip"]
+    assert calibrate([str(card_path), "--manifest", manifest, "--refit", "--tta", "none"]) == 0
+    single = json.loads(card_path.read_text())
+    assert single["tta"] == [] and single["calibration"]["temperature"] == pytest.approx(t, rel=1e-6)
+    capsys.readouterr()
     rows = list(csv.DictReader(open(manifest)))
     for r in rows:
         if r["split"] == "val":

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch.nn as nn
 
-from core.models.checkpoint import CardError, load_detector, write_card
+from core.models.checkpoint import TTA_VIEWS, CardError, load_detector, write_card
 
 from .common import final_metrics, limit_per_group, pick_device, training_rows
 from .landmarks import LandmarkError
@@ -35,16 +35,35 @@ from .train_video import run_epoch as clip_epoch
 AUC_TOLERANCE = 0.002  # the validation AUC recomputed here may differ from the card's by rounding only
 
 
+def view_scores(det, samples, rng: np.random.Generator, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(P(fake), labels) of a frame model's held-out samples as core scores them (`Detector.predict`: the card's
+    test-time views and temperature); items are drawn in order, as the trainer's validation pass draws them."""
+    probs, labels = [], []
+    for i in range(0, len(samples), batch):
+        items = [samples.item(k, rng) for k in range(i, min(i + batch, len(samples)))]
+        probs.append(det.predict([img for img, _ in items]))
+        labels += [y for _, y in items]
+    return np.concatenate(probs), np.asarray(labels)
+
+
 def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0, device: str = "cpu",
-                   refit: bool = False, seed: int = 0, allow_other_split: bool = False) -> dict:
+                   refit: bool = False, seed: int = 0, allow_other_split: bool = False,
+                   tta: list[str] | None = None) -> dict:
     """Fit and store the card's temperature and thresholds; returns the new calibration. Raises ValueError with a
     one-line reason (a calibrated card without `refit`, crops that are not the card's, a
-    validation split that does not reproduce the card's validation AUC)."""
+    validation split that does not reproduce the card's validation AUC). `tta` (frame models): the test-time views
+    the card is to score with (`[]` none, None: keep the card's); the split check always uses the single view, and
+    the temperature, thresholds and metrics are of the scores core will report."""
     card_path = Path(card_path)
     det = load_detector(card_path, device=pick_device(device))
     card = det.card
     if card.calibration and not refit:
         raise ValueError(f"{card.name} is already calibrated (temperature {card.temperature:g}); --refit fits again")
+    tta = list(card.tta) if tta is None else list(tta)
+    if tta and card.kind != "frame":
+        raise ValueError(f"{card.name} is a sequence model: test-time views are for frame models only")
+    if not set(tta) <= TTA_VIEWS:
+        raise ValueError(f"unknown test-time view(s) {sorted(set(tta) - TTA_VIEWS)}; known: {sorted(TTA_VIEWS)}")
     task = card.training.get("task", "binary")
     rows, crop = training_rows(Namespace(manifest=manifests, task=task, landmarks=card.training.get("landmarks",
                                                                                                     "mtcnn5")))
@@ -62,26 +81,38 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     sets = {"validation": val, "test": test}
     if not len(sets["validation"]):
         raise ValueError("the manifests have no val rows (or clips)")
-    card.calibration = {}  # score the network's own probabilities
+    old = card.calibration
+    card.calibration, card.tta = {}, []  # score the network's own probabilities, one view
     loss_fn = nn.CrossEntropyLoss()
     t0 = time.time()
+    has_test = test is not None and len(test) > 0
     metrics = final_metrics(lambda s, rs: epoch(
         det, sets[s], np.arange(len(sets[s])), 8, loss_fn, None, None, det.device, np.random.default_rng(rs), False,
-        f"calibrate {s}", *extra)[2:], test is not None and len(test) > 0, t0, det.device)
-    recorded = (card.metrics.get("validation") or {}).get("auc")
-    got = metrics["validation"].get("auc")
+        f"calibrate {s}", *extra)[2:], has_test, t0, det.device)
+    single_view_auc = metrics["validation"].get("auc")
+    recorded = old.get("validation_auc_single_view", (card.metrics.get("validation") or {}).get("auc"))
+    got = single_view_auc
     other = recorded is not None and (got is None or abs(got - recorded) > AUC_TOLERANCE)
     if other and not allow_other_split:
         raise ValueError(f"validation AUC here {got} is not the card's {recorded:.4f}: these are not the crops "
                          f"{card.name} was validated on (manifests, --max-per-group; --allow-other-split to fit on them anyway)")
+    if tta:
+        card.tta = tta
+        metrics = final_metrics(lambda s, rs: view_scores(det, sets[s], np.random.default_rng(rs)), has_test, t0,
+                                det.device)
     if "calibration" not in metrics:
         raise ValueError("the validation split holds one class only: no temperature can be fitted")
     cal = dict(metrics["calibration"], fitted_after_training=time.strftime("%Y-%m-%d") + " by train.calibrate")
+    if tta:
+        cal["tta"] = (f"fitted on the mean fake logit of the views {', '.join(tta)}; validation AUC of the single "
+                      f"view {single_view_auc:.4f}, of the views {metrics['validation'].get('auc'):.4f}")
+        cal["validation_auc_single_view"] = round(float(single_view_auc), 6)
     if other:
         cal["note"] = (f"fitted on a re-made validation split, not the one of training: validation AUC {got:.4f} "
                        f"here against {recorded:.4f} at training time")
     d = json.loads(card_path.read_text())
     d["calibration"] = cal
+    d["tta"] = tta
     d["thresholds"] = metrics["thresholds"]
     for s in ("validation", "test"):
         if s in metrics:
@@ -101,11 +132,15 @@ def main(argv=None) -> int:
     ap.add_argument("--allow-other-split", action="store_true",
                     help="calibrate even where the validation split cannot be re-made exactly (e.g. pseudo-fakes made "
                          "by a later train.sbi); the card's calibration says so and gives both AUCs")
+    ap.add_argument("--tta", choices=sorted(TTA_VIEWS) + ["none"],
+                    help="frame models: score each crop and its mirror image (hflip) from now on, or one view "
+                         "(none); the temperature is fitted on the scores core will report. Default: the card's")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     try:
         cal = calibrate_card(Path(args.card), args.manifest, args.max_per_group, args.device, args.refit,
-                             allow_other_split=args.allow_other_split)
+                             allow_other_split=args.allow_other_split,
+                             tta=None if args.tta is None else [] if args.tta == "none" else [args.tta])
     except (ValueError, CardError, LandmarkError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ __all__ = ["ModelCard", "Detector", "save_checkpoint", "write_card", "load_detec
 
 REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 CARD_VERSION = 1
+TTA_VIEWS = {"hflip"}
 _INTERP = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest", "area": "area"}
 
 
@@ -53,6 +54,9 @@ class ModelCard:
     # Post-hoc calibration fitted on validation data: {"method": "temperature", "temperature": T, ...};
     # P(fake) = sigmoid(fake logit / T). Empty: the network's own probabilities.
     calibration: dict = field(default_factory=dict)
+    # Test-time augmentation of frame models: "hflip" scores each crop and its mirror image and averages the two
+    # fake logits (then the temperature, fitted on those averaged logits). Grad-CAM explains the crop as it is.
+    tta: list[str] = field(default_factory=list)
     thresholds: dict = field(default_factory=lambda: {"decision": 0.5, "real_below": 0.35, "fake_above": 0.65})
     display_name: str = ""
     version: str = "1"
@@ -107,6 +111,10 @@ class ModelCard:
             raise CardError(f"{where}: input_size >= 16 and frames >= 1 required")
         if self.crop.get("mode", "shift") not in ("pad", "shift"):
             raise CardError(f"{where}: crop mode must be pad or shift")
+        if not isinstance(self.tta, list) or not set(self.tta) <= TTA_VIEWS:
+            raise CardError(f"{where}: tta must be a list drawn from {sorted(TTA_VIEWS)}")
+        if self.tta and self.kind != "frame":
+            raise CardError(f"{where}: tta is for frame models only")
         if self.calibration:
             if self.calibration.get("method") != "temperature":
                 raise CardError(f"{where}: calibration method must be temperature")
@@ -206,6 +214,13 @@ class Detector(nn.Module):
             x = F.interpolate(x, size=(s, s), mode=mode, **kw).clamp_(0, 1)
         return (x - self._mean) / self._std
 
+    def fake_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, 1) fake logit that P(fake) is the sigmoid of: `forward`, averaged over the card's TTA views."""
+        z = self(x)
+        if "hflip" in self.card.tta:
+            z = (z + self(x.flip(-1))) / 2
+        return z
+
     @torch.inference_mode()
     def predict(self, crops: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """P(fake) for each crop (frame models) - a flat array."""
@@ -214,7 +229,7 @@ class Detector(nn.Module):
         out = []
         for i in range(0, len(crops), batch_size):
             x = self.preprocess(crops[i:i + batch_size])
-            out.append(torch.sigmoid(self(x)).float().cpu().numpy()[:, 0])
+            out.append(torch.sigmoid(self.fake_logits(x)).float().cpu().numpy()[:, 0])
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     @torch.inference_mode()

@@ -15,8 +15,9 @@ from core.ensemble import check_combiner
 from core.models import ModelCard, load_detector
 from core.models.checkpoint import REPO_WEIGHTS, discover_models
 
-SHIPPED = ["face-swap", "swap-meso4", "gan-face", "sbi-frame", "sbi-temporal"]
-CALIBRATED = ["face-swap", "swap-meso4"]  # trained with a validation temperature; the earlier three predate it
+SHIPPED = ["face-swap", "swap-sbi", "swap-meso4", "gan-face", "sbi-frame", "sbi-temporal"]
+CALIBRATED = ["face-swap", "swap-sbi", "swap-meso4"]  # trained with a validation temperature; the earlier three predate it
+MIRRORED = ["face-swap", "swap-sbi", "gan-face"]  # scored with their mirror image too (chosen on validation)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,11 @@ def test_card_matches_checkpoint(cards, name):
         assert card.crop["mode"] == "pad"
     else:
         assert card.crop["mode"] == "shift"  # cut before padding existed, and still cut that way
+    # a model scored with its mirror image has its temperature fitted on those scores, and the card keeps the
+    # single view's validation AUC that a later refit checks the split with
+    assert card.tta == (["hflip"] if name in MIRRORED else [])
+    if card.tta:
+        assert "hflip" in card.calibration["tta"] and card.calibration["validation_auc_single_view"] > 0.5
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 255, (256, 256, 3), dtype=np.uint8) for _ in range(2)]
     p = det.predict(crops) if card.kind == "frame" else det.predict_sequences([crops])

@@ -39,6 +39,9 @@ $PY -m train.train_image --manifest "$FACES/gan-wide/manifest.csv" --manifest "$
     --out "$OUT" --ship "$W" \
     --data-desc "FFHQ and frames of real talking-face clips (real) vs thispersondoesnotexist.com StyleGAN2 (fake) wide face crops (margin 0.6), train splits" \
     --terms "FFHQ CC BY-NC-SA 4.0, StyleGAN2 outputs, MEAD/VoxCeleb/StyleTalk samples: research and non-commercial use only"
+#    Scored with its mirror image too (val AUC 0.955 -> 0.967), the temperature refitted on those scores.
+$PY -m train.calibrate "$W/gan-face.json" --manifest "$FACES/gan-wide/manifest.csv" \
+    --manifest "$FACES/real-wide/manifest.csv" --max-per-group 6 --refit --tta hflip
 
 # 3. sbi-frame: real faces only (FFHQ train split + frames of real talking-face clips) vs their self-blends.
 $PY -m train.train_image --manifest "$FACES/real/manifest.csv" --manifest "$FACES/gan/manifest.csv" --task sbi \
@@ -65,6 +68,19 @@ $PY -m train.train_image --manifest "$FACES/swap/manifest.csv" --task binary --n
     --size 160 --epochs 15 --cosine --batch 32 --lr 3e-4 --aug 0.5 --max-minutes 84 --out "$OUT" --ship "$W" \
     --data-desc "DFDC face crops (7,500 real videos and a face-swap fake of each) and FaceForensics++ Deepfakes crops (68 swap pairs), train split of weights/face_crop_splits.csv" \
     --terms "DFDC and FaceForensics++ terms: research and non-commercial use only"
+#    Scored with its mirror image too (the mean fake logit of both views: val AUC 0.942 -> 0.948), the temperature
+#    refitted on those scores.
+$PY -m train.calibrate "$W/face-swap.json" --manifest "$FACES/swap/manifest.csv" --refit --tta hflip
+
+#    swap-sbi: a second face-swap model beside it, Lite0 with self-blended pseudo-fakes of half the real crops as
+#    extra fakes (9 of 12 planned epochs in 56 minutes here), also scored with its mirror image.
+$PY -m train.train_image --manifest "$FACES/swap/manifest.csv" --task binary --name swap-sbi \
+    --display-name "Face-swap detector with self-blended pseudo-fakes (EfficientNet-Lite0)" \
+    --backbone tf_efficientnet_lite0 --init imagenet-lite0 --sbi-extra 0.5 --seed 1 \
+    --size 160 --epochs 12 --cosine --batch 32 --lr 3e-4 --aug 0.5 --max-minutes 56 --out "$OUT" --ship "$W" \
+    --data-desc "DFDC face crops (7,500 real videos and a face-swap fake of each) and FaceForensics++ Deepfakes crops (68 swap pairs), train split of weights/face_crop_splits.csv, plus self-blended pseudo-fakes of half the real training crops" \
+    --terms "DFDC and FaceForensics++ terms: research and non-commercial use only"
+$PY -m train.calibrate "$W/swap-sbi.json" --manifest "$FACES/swap/manifest.csv" --refit --tta hflip
 
 # 6. swap-meso4: MesoNet (Meso4) trained here on the same crops, a cheap second opinion.
 $PY -m train.train_image --manifest "$FACES/swap/manifest.csv" --task binary --name swap-meso4 \

@@ -48,6 +48,7 @@ def tables(weights: Path) -> str:
         cal = card.get("calibration") or {}
         eces = [str(b["calibration"][s].get(m, {}).get("ece", "-")) for s in subsets]
         after = " (fitted after training)" if cal.get("fitted_after_training") else ""
+        after += " (mirrored views)" if card.get("tta") else ""
         out.append(f"| {m} | {cal.get('temperature', '-')}{after} | "
                    f"{cal.get('ece_validation_before', '-')} -> {cal.get('ece_validation', '-')} | "
                    f"{cal.get('ece_test', '-')} | " + " | ".join(eces) + " |")

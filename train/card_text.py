@@ -60,7 +60,8 @@ text = {
                "Small training set (309 FFHQ and 318 real-clip crops vs 112 fake); its temperature and thresholds "
                "come from a validation split of 123 crops.",
                "Scores many CelebA-HQ photos above its decision threshold (35 % of the evaluation's 31; the default "
-               "ensemble's verdict calls 4 of them fake) and 12 % of the FF++ real test crops. CelebA-HQ was produced with a JPEG-artefact-removal network and an "
+               "ensemble's verdict calls 4 of them fake) and 12 % of the FF++ real test crops. CelebA-HQ was "
+               "produced with a JPEG-artefact-removal network and an "
                "adversarially trained 4x super-resolution network (Karras et al., ICLR 2018, appendix C), and its "
                "1024 px photos give cleaner crops than anything in training: read its score on studio-quality or "
                "AI-enhanced photos as 'processed by a network', not as 'synthetic person'.",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["VERDICTS", "COMBINERS", "threshold_text", "bands_text", "scoring_text", "why", "band", "vote", "aggregate_track",
+__all__ = ["VERDICTS", "COMBINERS", "threshold_text", "bands_text", "why", "band", "vote", "aggregate_track",
            "ensemble_thresholds", "combiner_for", "check_combiner", "combine_probabilities", "combine",
            "EnsembleResult"]
 
@@ -77,18 +77,6 @@ def why(ens: dict, models: dict) -> str:
         line += ", so uncertain"
     ordered = against + [t for v, t in votes if t not in against]
     return line + ("; " + "; ".join(ordered) if ordered else "") + "."
-
-
-def scoring_text(card) -> str:
-    """How a card turns a face into P(fake), in one line: the views scored and the calibration."""
-    views = ("each face and its mirror image, the two fake logits averaged" if "hflip" in card.tta
-             else "each face once" if card.kind == "frame" else f"each track as {card.frames} frames")
-    if card.calibration:
-        cal = (f"temperature-calibrated (T = {card.temperature:g}, fitted on the "
-               f"{card.calibration.get('fitted_on', 'validation split')})")
-    else:
-        cal = "the network's own probability (not calibrated)"
-    return f"{views}; P(fake) {cal}"
 
 
 def band(p: float, real_below: float, fake_above: float) -> str:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from app import viz
 from core.analyze import installed_models, load_policy
-from core.ensemble import bands_text, combiner_for, ensemble_thresholds, scoring_text, threshold_text
+from core.ensemble import bands_text, combiner_for, ensemble_thresholds, threshold_text
 from core.models import CardError
 
 st.set_page_config(page_title="Models - TBD", page_icon=":card_index:", layout="wide")
@@ -58,7 +58,7 @@ for name, c in sorted(cards.items()):
             f"- **Input:** {c.input_size}x{c.input_size} px, {c.interpolation} resize from a "
             f"{c.crop.get('size')} px face crop with margin {c.crop.get('margin')}; mean {c.mean}, std {c.std}\n"
             f"- **Classes:** {c.classes} ({c.output})\n"
-            f"- **Scoring:** {scoring_text(c)}\n"
+            f"- **Scoring:** {c.scoring}\n"
             f"- **Card thresholds** (this model alone): real below {threshold_text(c.thresholds.get('real_below'))}, "
             f"decision {threshold_text(c.thresholds.get('decision'))}, fake at or above "
             f"{threshold_text(c.thresholds.get('fake_above'))}\n"

@@ -394,10 +394,8 @@ def test_mirrored_test_time_view_averages_the_fake_logits(tmp_path):
     z = (logit(plain.predict(crops)) + logit(plain.predict([c[:, ::-1].copy() for c in crops]))) / 2
     np.testing.assert_allclose(two.predict(crops), 1 / (1 + np.exp(-z / 2.0)), atol=1e-5)
     assert not np.allclose(two.predict(crops), plain.predict(crops), atol=1e-3)
-    from core.ensemble import scoring_text
-
-    assert scoring_text(plain.card) == "each face once; P(fake) the network's own probability (not calibrated)"
-    assert scoring_text(two.card).startswith("each face and its mirror image") and "T = 2" in scoring_text(two.card)
+    assert plain.card.scoring == "each face once; P(fake) the network's own probability (not calibrated)"
+    assert two.card.scoring.startswith("each face and its mirror image") and "T = 2" in two.card.scoring
     for bad, msg in (({"tta": ["vflip"]}, "tta must be"), ({"tta": "hflip"}, "tta must be"),
                      ({"tta": ["hflip"], "architecture": "cnn_lstm"}, "frame models only")):
         d = dict(json.loads((tmp_path / "b" / "two.json").read_text()), **bad)

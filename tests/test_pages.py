@@ -355,13 +355,12 @@ def test_models_page_puts_card_thresholds_beside_the_verdict_bands(monkeypatch):
     assert f"fake at or above {threshold_text(policy['fake_above'])}" in text and "Two sets" in " ".join(
         s.value for s in at.subheader)
     # each card says how it scores a face: the mirrored views and the fitted temperature of the shipped models
-    from core.ensemble import scoring_text
     from core.models.checkpoint import read_card
 
     for m in policy["models"]:
         card = read_card(REPO / "weights" / f"{m}.json")
-        assert scoring_text(card) in text
-        assert "mirror image" in scoring_text(card) and f"T = {card.temperature:g}" in scoring_text(card)
+        assert card.scoring in text
+        assert "mirror image" in card.scoring and f"T = {card.temperature:g}" in card.scoring
 
 
 def test_analyze_stores_cases_and_the_cases_page_opens_labels_exports_and_deletes(meso_weights, face_image,

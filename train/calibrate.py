@@ -60,10 +60,8 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     if card.calibration and not refit:
         raise ValueError(f"{card.name} is already calibrated (temperature {card.temperature:g}); --refit fits again")
     tta = list(card.tta) if tta is None else list(tta)
-    if tta and card.kind != "frame":
-        raise ValueError(f"{card.name} is a sequence model: test-time views are for frame models only")
-    if not set(tta) <= TTA_VIEWS:
-        raise ValueError(f"unknown test-time view(s) {sorted(set(tta) - TTA_VIEWS)}; known: {sorted(TTA_VIEWS)}")
+    card.tta = tta
+    card.validate()  # views the card cannot hold (unknown, or on a sequence model) are refused as a card error
     task = card.training.get("task", "binary")
     rows, crop = training_rows(Namespace(manifest=manifests, task=task, landmarks=card.training.get("landmarks",
                                                                                                     "mtcnn5")))

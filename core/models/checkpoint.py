@@ -127,6 +127,18 @@ class ModelCard:
         return float(self.calibration.get("temperature", 1.0)) if self.calibration else 1.0
 
     @property
+    def scoring(self) -> str:
+        """How this model turns a face into P(fake), in one line: the views scored and the calibration."""
+        views = ("each face and its mirror image, the two fake logits averaged" if "hflip" in self.tta
+                 else "each face once" if self.kind == "frame" else f"each track as {self.frames} frames")
+        if self.calibration:
+            cal = (f"temperature-calibrated (T = {self.temperature:g}, fitted on the "
+                   f"{self.calibration.get('fitted_on', 'validation split')})")
+        else:
+            cal = "the network's own probability (not calibrated)"
+        return f"{views}; P(fake) {cal}"
+
+    @property
     def crop_spec(self) -> tuple[int, float, str]:
         """(size, margin, mode) for core.faces.crop_face."""
         return (int(self.crop.get("size", 256)), float(self.crop.get("margin", 0.3)),

@@ -22,6 +22,14 @@ W=${W:-weights}
     --include '^ffhq_vs_stylegan2/' --size 320 --margin 0.6 --crop-mode shift
 [ -f "$FACES/real-wide/manifest.csv" ] || $PY -m train.extract_faces "$DATA/LABELS.csv" --out "$FACES/real-wide" \
     --labels-only real --include 'StyleTalk|MEAD|VoxCeleb' --frames 16 --size 320 --margin 0.6 --crop-mode shift
+#    Real DFDC and FF++ crops cut the same wide way (their splits pinned by weights/face_crop_splits.csv): gan-face
+#    learns that a real face from a compressed video frame is not a generated one.
+[ -f "$FACES/ffreal-wide/manifest.csv" ] || $PY -m train.extract_faces "$DATA/LABELS.csv" --out "$FACES/ffreal-wide" \
+    --labels-only real --include '^MCS1-FYP__MesoNet-Website/' --size 320 --margin 0.6 --crop-mode shift \
+    --split-file "$W/face_crop_splits.csv"
+[ -f "$FACES/dfdcreal-wide/manifest.csv" ] || $PY -m train.extract_faces "$DATA/LABELS.csv" --out "$FACES/dfdcreal-wide" \
+    --labels-only real --include '^i-Shreyansh__DeepFake-Detection/faces_224/' --size 320 --margin 0.6 --crop-mode shift \
+    --split-file "$W/face_crop_splits.csv" --limit 1200
 
 #    The pre-cropped DFDC and FF++ face-swap sets: core's detector (padded pass for crops the face fills) and padded
 #    crop, 224 px, margin 0.1; every group's split is pinned by the committed weights/face_crop_splits.csv.
@@ -29,19 +37,23 @@ W=${W:-weights}
     --include '^i-Shreyansh__DeepFake-Detection/faces_224/' --include '^MCS1-FYP__MesoNet-Website/' \
     --size 224 --margin 0.1 --split-file "$W/face_crop_splits.csv"
 
-# 2. gan-face: FFHQ and real-clip frames vs StyleGAN2 face crops. Every training crop is re-encoded as JPEG so the
-#    classes' different compression histories (FFHQ ~q75, StyleGAN2 ~q95 before the q90 re-save) stop separating
-#    them; real faces from video frames (6 per clip) keep "not FFHQ" from meaning "fake". Wide crops (margin 0.6,
-#    320 px, scored at 224): on the ensemble validation files they ranked better than face-only crops.
-$PY -m train.train_image --manifest "$FACES/gan-wide/manifest.csv" --manifest "$FACES/real-wide/manifest.csv" --task binary \
+# 2. gan-face: FFHQ, real-clip frames and real DFDC / FF++ crops vs StyleGAN2 face crops. Every training crop is
+#    re-encoded as JPEG so the classes' different compression histories (FFHQ ~q75, StyleGAN2 ~q95 before the q90
+#    re-save) stop separating them; real faces from video frames and face-swap sets (at most 6 per group) keep
+#    "not FFHQ" from meaning "fake". Wide crops (margin 0.6, 320 px, scored at 224): on the ensemble validation
+#    files they ranked better than face-only crops. 12 planned epochs, stopped after the epoch that passes 15 minutes
+#    (10 epochs, 16.7 minutes here).
+$PY -m train.train_image --manifest "$FACES/gan-wide/manifest.csv" --manifest "$FACES/real-wide/manifest.csv" \
+    --manifest "$FACES/ffreal-wide/manifest.csv" --manifest "$FACES/dfdcreal-wide/manifest.csv" --task binary \
     --name gan-face --display-name "GAN face (EfficientNet-Lite0)" --backbone tf_efficientnet_lite0 \
     --init imagenet-lite0 --size 224 --epochs 12 --batch 32 --lr 3e-4 --final-jpeg 60 95 --max-per-group 6 \
-    --out "$OUT" --ship "$W" \
-    --data-desc "FFHQ and frames of real talking-face clips (real) vs thispersondoesnotexist.com StyleGAN2 (fake) wide face crops (margin 0.6), train splits" \
-    --terms "FFHQ CC BY-NC-SA 4.0, StyleGAN2 outputs, MEAD/VoxCeleb/StyleTalk samples: research and non-commercial use only"
-#    Scored with its mirror image too (val AUC 0.955 -> 0.967), the temperature refitted on those scores.
+    --max-minutes 15 --out "$OUT" --ship "$W" \
+    --data-desc "FFHQ, frames of real talking-face clips, and real DFDC and FF++ face crops (real) vs thispersondoesnotexist.com StyleGAN2 (fake) wide face crops (margin 0.6), train splits" \
+    --terms "FFHQ CC BY-NC-SA 4.0, StyleGAN2 outputs, MEAD/VoxCeleb/StyleTalk samples, DFDC and FaceForensics++ crops: research and non-commercial use only"
+#    Scored with its mirror image too (val AUC 0.9928 -> 0.9944), the temperature refitted on those scores.
 $PY -m train.calibrate "$W/gan-face.json" --manifest "$FACES/gan-wide/manifest.csv" \
-    --manifest "$FACES/real-wide/manifest.csv" --max-per-group 6 --refit --tta hflip
+    --manifest "$FACES/real-wide/manifest.csv" --manifest "$FACES/ffreal-wide/manifest.csv" \
+    --manifest "$FACES/dfdcreal-wide/manifest.csv" --max-per-group 6 --refit --tta hflip
 
 # 3. sbi-frame: real faces only (FFHQ train split + frames of real talking-face clips) vs their self-blends.
 $PY -m train.train_image --manifest "$FACES/real/manifest.csv" --manifest "$FACES/gan/manifest.csv" --task sbi \

@@ -94,10 +94,13 @@ def crop_face(image: np.ndarray, box, size: int = CROP_SIZE, margin: float = CRO
 
 
 def pad_frame(image: np.ndarray, fraction: float = DETECT_PAD) -> tuple[np.ndarray, int]:
-    """The frame inside a PAD_VALUE border of `fraction` of its long side on every side, and the border width:
-    MTCNN finds faces that fill a whole image (pre-cropped faces) in such a copy."""
+    """The copy of a frame that the second detection pass searches, and its border width: the frame inside a
+    border of `fraction` of its long side on every side that repeats the frame's edge pixels. MTCNN finds faces
+    that fill a whole image (pre-cropped faces) in such a copy; a black border hides from it most faces that the
+    image's edge cuts off (forehead or chin outside a tight crop). This copy is for detection only: crops are cut
+    by `crop_face`, whose one padding is PAD_VALUE."""
     p = max(int(round(max(image.shape[:2]) * fraction)), 1)
-    return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_CONSTANT, value=PAD_VALUE), p
+    return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE), p
 
 
 def box_iou(a, b) -> float:

@@ -37,8 +37,23 @@ def test_crop_face_pads_where_the_window_leaves_the_image():
     assert crop.shape == (150, 150, 3)
     assert np.all(crop[:25] == PAD_VALUE) and np.all(crop[:, :25] == PAD_VALUE) and np.all(crop[-25:] == PAD_VALUE)
     assert np.all(crop[25:125, 25:125] == 200)  # the image itself, centred and unscaled
+
+
+
+def test_detection_copy_repeats_the_edge_not_the_crop_padding():
+    """The second detection pass searches the frame inside a border of its own edge pixels (a black border hides
+    faces that the image edge cuts off); the crop's padding stays PAD_VALUE."""
+    img = np.zeros((100, 80, 3), np.uint8)
+    img[0, :] = (10, 20, 30)
+    img[-1, :] = (200, 100, 50)
+    img[1:-1, 0] = (7, 7, 7)
     padded, p = pad_frame(img)
-    assert p == 25 and padded.shape == (150, 150, 3) and np.array_equal(padded, crop)
+    assert p == 25 and padded.shape == (150, 130, 3)
+    assert np.array_equal(padded[p:-p, p:-p], img)
+    assert np.all(padded[:p, p + 1:-p - 1] == (10, 20, 30)) and np.all(padded[-p:, p + 1:-p - 1] == (200, 100, 50))
+    assert np.all(padded[p + 1:-p - 1, :p] == (7, 7, 7))
+    crop = crop_face(img, (0, 0, 80, 100), size=150, margin=0.25)
+    assert np.all(crop[:5] == PAD_VALUE)
 
 
 def test_crop_face_size_and_content():
@@ -108,3 +123,20 @@ def test_pre_cropped_faces_are_found(detector, shared_data):
         sorted((shared_data / "MCS1-FYP__MesoNet-Website").glob("*/*.jpg"))[:20:2]
     found = [bool(detector.detect([load_image(p)])[0]) for p in crops]
     assert sum(found) >= 18, [str(p) for p, f in zip(crops, found) if not f]
+
+
+def test_a_face_the_crop_edge_cuts_off_is_found(detector, shared_data):
+    """A tight DFDC crop whose forehead and chin lie outside the image: inside a black border MTCNN confirms
+    nothing; inside a border of repeated edge pixels (the detection copy) the face is found."""
+    path = shared_data / "i-Shreyansh__DeepFake-Detection/faces_224/wvpvheatlc.jpg"
+    need_shared(path)
+    img = load_image(path)
+    p = img.shape[0] // 4
+    black = np.pad(img, ((p, p), (p, p), (0, 0)))
+    assert detector._detect_pass([img], detector.threshold) == [[]]
+    assert detector._detect_pass([black], detector.threshold) == [[]]
+    faces = detector.detect([img])[0]
+    assert len(faces) == 1 and faces[0].extra.get("padded_detection") and faces[0].confidence >= 0.9
+    x1, y1, x2, y2 = faces[0].box
+    assert (x2 - x1) > 0.7 * img.shape[1] and (y2 - y1) > 0.7 * img.shape[0]
+

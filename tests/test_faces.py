@@ -39,7 +39,6 @@ def test_crop_face_pads_where_the_window_leaves_the_image():
     assert np.all(crop[25:125, 25:125] == 200)  # the image itself, centred and unscaled
 
 
-
 def test_detection_copy_repeats_the_edge_not_the_crop_padding():
     """The second detection pass searches the frame inside a border of its own edge pixels (a black border hides
     faces that the image edge cuts off); the crop's padding stays PAD_VALUE."""
@@ -139,4 +138,3 @@ def test_a_face_the_crop_edge_cuts_off_is_found(detector, shared_data):
     assert len(faces) == 1 and faces[0].extra.get("padded_detection") and faces[0].confidence >= 0.9
     x1, y1, x2, y2 = faces[0].box
     assert (x2 - x1) > 0.7 * img.shape[1] and (y2 - y1) > 0.7 * img.shape[0]
-

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 __all__ = ["Face", "FaceDetector", "crop_box", "crop_face", "pad_frame", "link_tracks", "box_iou", "CROP_SIZE",
-           "CROP_MARGIN", "PAD_VALUE", "DETECT_PAD"]
+           "CROP_MARGIN", "PAD_VALUE", "DETECT_PAD", "PAD_BORDERS"]
 
 CROP_SIZE = 256
 CROP_MARGIN = 0.3
@@ -93,13 +93,20 @@ def crop_face(image: np.ndarray, box, size: int = CROP_SIZE, margin: float = CRO
     return np.asarray(Image.fromarray(np.ascontiguousarray(patch)).resize((size, size), Image.BICUBIC))
 
 
-def pad_frame(image: np.ndarray, fraction: float = DETECT_PAD) -> tuple[np.ndarray, int]:
-    """The copy of a frame that the second detection pass searches, and its border width: the frame inside a
-    border of `fraction` of its long side on every side that repeats the frame's edge pixels. MTCNN finds faces
-    that fill a whole image (pre-cropped faces) in such a copy; a black border hides from it most faces that the
-    image's edge cuts off (forehead or chin outside a tight crop). This copy is for detection only: crops are cut
-    by `crop_face`, whose one padding is PAD_VALUE."""
+PAD_BORDERS = ("black", "edge")  # the detection copies' borders, in the order they are searched
+
+
+def pad_frame(image: np.ndarray, fraction: float = DETECT_PAD, border: str = "edge") -> tuple[np.ndarray, int]:
+    """A copy of a frame for the later detection passes, and its border width: the frame inside a border of
+    `fraction` of its long side on every side. MTCNN finds faces that fill a whole image (pre-cropped faces) in
+    such a copy. `border="black"` pads with PAD_VALUE; `border="edge"` repeats the frame's edge pixels, which finds
+    most faces that the image's edge cuts off (forehead or chin outside a tight crop) where a black border hides
+    them. This copy is for detection only: crops are cut by `crop_face`, whose one padding is PAD_VALUE."""
+    if border not in PAD_BORDERS:
+        raise ValueError(f"unknown detection border {border!r} (one of {PAD_BORDERS})")
     p = max(int(round(max(image.shape[:2]) * fraction)), 1)
+    if border == "black":
+        return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_CONSTANT, value=PAD_VALUE), p
     return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE), p
 
 
@@ -174,12 +181,16 @@ class FaceDetector:
             return self._detect(frames, thr)
 
     def _detect(self, frames: list[np.ndarray], thr: float) -> list[list[Face]]:
-        """Every frame as it is, then each frame where nothing was confirmed once more inside a border
-        (`pad_frame`): a face that fills the whole image (a pre-cropped face) is found there."""
+        """Every frame as it is; each frame where nothing was confirmed once more inside a black border, then
+        where that finds nothing too, inside a border that repeats its edge pixels (`pad_frame`): a face that
+        fills the whole image (a pre-cropped face) is found there. The black border goes first so that every box
+        it finds stays what it was (the shipped models' crops were cut from those); the edge border only adds."""
         results = self._detect_pass(frames, thr)
-        empty = [i for i, faces in enumerate(results) if not faces]
-        if empty:
-            padded = [pad_frame(frames[i]) for i in empty]
+        for border in PAD_BORDERS:
+            empty = [i for i, faces in enumerate(results) if not faces]
+            if not empty:
+                break
+            padded = [pad_frame(frames[i], border=border) for i in empty]
             for i, (img, p), faces in zip(empty, padded, self._detect_pass([img for img, _ in padded], thr)):
                 h, w = frames[i].shape[:2]
                 for f in faces:
@@ -187,7 +198,7 @@ class FaceDetector:
                     f.box = (round(max(x1 - p, 0.0), 1), round(max(y1 - p, 0.0), 1),
                              round(min(x2 - p, float(w)), 1), round(min(y2 - p, float(h)), 1))
                     f.landmarks = [(round(x - p, 1), round(y - p, 1)) for x, y in f.landmarks or []]
-                    f.extra["padded_detection"] = True
+                    f.extra["padded_detection"] = border
                 results[i] = [f for f in faces if f.box[2] > f.box[0] and f.box[3] > f.box[1]]
         return results
 

@@ -53,6 +53,11 @@ def test_detection_copy_repeats_the_edge_not_the_crop_padding():
     assert np.all(padded[p + 1:-p - 1, :p] == (7, 7, 7))
     crop = crop_face(img, (0, 0, 80, 100), size=150, margin=0.25)
     assert np.all(crop[:5] == PAD_VALUE)
+    black, p = pad_frame(img, border="black")
+    assert p == 25 and np.array_equal(black[p:-p, p:-p], img)
+    assert np.all(black[:p] == PAD_VALUE) and np.all(black[:, :p] == PAD_VALUE) and np.all(black[-p:] == PAD_VALUE)
+    with pytest.raises(ValueError, match="unknown detection border"):
+        pad_frame(img, border="reflect")
 
 
 def test_crop_face_size_and_content():
@@ -115,7 +120,11 @@ def test_pre_cropped_faces_are_found(detector, shared_data):
     img = load_image(NEEDS_PADDING)
     assert detector._detect_pass([img], detector.threshold) == [[]]
     faces = detector.detect([img])[0]
-    assert faces and faces[0].extra.get("padded_detection")
+    assert faces and faces[0].extra.get("padded_detection") == "black"
+    black, p = pad_frame(img, border="black")
+    first = detector._detect_pass([black], detector.threshold)[0][0]
+    assert faces[0].box == tuple(round(min(max(v - p, 0.0), lim), 1)
+                                 for v, lim in zip(first.box, (img.shape[1], img.shape[0]) * 2))
     x1, y1, x2, y2 = faces[0].box
     assert 0 <= x1 < x2 <= img.shape[1] and 0 <= y1 < y2 <= img.shape[0] and (x2 - x1) > img.shape[1] / 2
     crops = sorted((shared_data / "i-Shreyansh__DeepFake-Detection/faces_224").glob("*.jpg"))[:20:2] + \
@@ -126,15 +135,16 @@ def test_pre_cropped_faces_are_found(detector, shared_data):
 
 def test_a_face_the_crop_edge_cuts_off_is_found(detector, shared_data):
     """A tight DFDC crop whose forehead and chin lie outside the image: inside a black border MTCNN confirms
-    nothing; inside a border of repeated edge pixels (the detection copy) the face is found."""
+    nothing; inside a border of repeated edge pixels (the last detection copy) the face is found."""
     path = shared_data / "i-Shreyansh__DeepFake-Detection/faces_224/wvpvheatlc.jpg"
     need_shared(path)
     img = load_image(path)
     p = img.shape[0] // 4
     black = np.pad(img, ((p, p), (p, p), (0, 0)))
+    assert np.array_equal(black, pad_frame(img, border="black")[0])
     assert detector._detect_pass([img], detector.threshold) == [[]]
     assert detector._detect_pass([black], detector.threshold) == [[]]
     faces = detector.detect([img])[0]
-    assert len(faces) == 1 and faces[0].extra.get("padded_detection") and faces[0].confidence >= 0.9
+    assert len(faces) == 1 and faces[0].extra.get("padded_detection") == "edge" and faces[0].confidence >= 0.9
     x1, y1, x2, y2 = faces[0].box
     assert (x2 - x1) > 0.7 * img.shape[1] and (y2 - y1) > 0.7 * img.shape[0]

@@ -7,9 +7,9 @@ as inference (core.media, core.faces). Splits keep every `group` on one side.
 Pre-cropped faces (the DFDC and FF++ crop sets) go through the same detector, which searches a frame with no face
 again inside a black border and then one that repeats its edge pixels (core.faces.pad_frame), and the same crop,
 which pads where its window leaves the image (mode "pad"). A fixed split file (`--split-file
-weights/face_crop_splits.csv`) pins every group's split: groups it lists keep their split; with `--make-split-
-file` groups it lacks are assigned (stratified by dataset and the labels the group holds, whole groups only) and
-written back, so the test split never moves.
+weights/face_crop_splits.csv`) pins every group's split: groups it lists keep their split; with
+`--make-split-file` groups it lacks are assigned (stratified by dataset and the labels the group holds, whole
+groups only) and written back, so the test split never moves.
 `grids/<source>.png` shows sample crops of every dataset and label for a check by eye before training.
 
 Manifest columns: crop, source, label, dataset, method, group, split, media, frame, time_s, track, box,

@@ -31,8 +31,10 @@ W=${W:-weights}
     --labels-only real --include '^i-Shreyansh__DeepFake-Detection/faces_224/' --size 320 --margin 0.6 --crop-mode shift \
     --split-file "$W/face_crop_splits.csv" --limit 1200
 
-#    The pre-cropped DFDC and FF++ face-swap sets: core's detector (padded pass for crops the face fills) and padded
-#    crop, 224 px, margin 0.1; every group's split is pinned by the committed weights/face_crop_splits.csv.
+#    The pre-cropped DFDC and FF++ face-swap sets: core's detector (for crops the face fills, padded passes: a black
+#    border, then an edge-repeating one where that finds nothing) and padded crop, 224 px, margin 0.1; every group's
+#    split is pinned by the committed weights/face_crop_splits.csv. The shipped swap models were trained on the
+#    15,127 crops of the black pass alone; today's detector adds 340 (15,467).
 [ -f "$FACES/swap/manifest.csv" ] || $PY -m train.extract_faces "$DATA/LABELS.csv" --out "$FACES/swap" \
     --include '^i-Shreyansh__DeepFake-Detection/faces_224/' --include '^MCS1-FYP__MesoNet-Website/' \
     --size 224 --margin 0.1 --split-file "$W/face_crop_splits.csv"

@@ -93,7 +93,8 @@ def crop_face(image: np.ndarray, box, size: int = CROP_SIZE, margin: float = CRO
     return np.asarray(Image.fromarray(np.ascontiguousarray(patch)).resize((size, size), Image.BICUBIC))
 
 
-PAD_BORDERS = ("black", "edge")  # the detection copies' borders, in the order they are searched
+_BORDER_MODES = {"black": cv2.BORDER_CONSTANT, "edge": cv2.BORDER_REPLICATE}
+PAD_BORDERS = tuple(_BORDER_MODES)  # the detection copies' borders, in the order they are searched
 
 
 def pad_frame(image: np.ndarray, fraction: float = DETECT_PAD, border: str = "edge") -> tuple[np.ndarray, int]:
@@ -105,9 +106,7 @@ def pad_frame(image: np.ndarray, fraction: float = DETECT_PAD, border: str = "ed
     if border not in PAD_BORDERS:
         raise ValueError(f"unknown detection border {border!r} (one of {PAD_BORDERS})")
     p = max(int(round(max(image.shape[:2]) * fraction)), 1)
-    if border == "black":
-        return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_CONSTANT, value=PAD_VALUE), p
-    return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE), p
+    return cv2.copyMakeBorder(image, p, p, p, p, _BORDER_MODES[border], value=PAD_VALUE), p
 
 
 def box_iou(a, b) -> float:

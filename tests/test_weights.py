@@ -15,8 +15,8 @@ from core.ensemble import check_combiner
 from core.models import ModelCard, load_detector
 from core.models.checkpoint import REPO_WEIGHTS, discover_models
 
-SHIPPED = ["face-swap", "swap-sbi", "swap-meso4", "gan-face", "sbi-frame", "sbi-temporal"]
-PADDED = ["face-swap", "swap-sbi", "swap-meso4"]  # cut with the padded crop; the earlier three in shift mode, as trained
+SHIPPED = ["face-swap", "swap-sbi", "swap-mesoinception4", "gan-face", "sbi-frame", "sbi-temporal"]
+PADDED = ["face-swap", "swap-sbi", "swap-mesoinception4"]  # cut with the padded crop; the earlier three in shift mode, as trained
 MIRRORED = ["face-swap", "swap-sbi", "gan-face"]  # scored with their mirror image too (chosen on validation)
 
 

@@ -604,10 +604,23 @@ def test_final_jpeg_always_reencodes_and_limit_per_group_spreads_over_the_clip()
     cleaned = Augment(p=0.0, clean=1.0)([face], np.random.default_rng(0))[0]
     roughness = lambda im: np.abs(np.diff(im.astype(int), axis=1)).mean()  # noqa: E731 (flip-invariant)
     assert roughness(cleaned) < 0.7 * roughness(face)
+    for seed in range(3):  # super-resolved look: the detail above the shrunk image's Nyquist is mostly gone
+        looked = Augment(p=0.0, sr_look=1.0)([face], np.random.default_rng(seed))[0]
+        assert looked.shape == face.shape and _high_band(looked) < 0.6 * _high_band(face)
+    assert _high_band(Augment(p=0.0, sr_look=0.0)([face], np.random.default_rng(0))[0]) == pytest.approx(_high_band(face))
     rows = [{"group": "clip", "frame": i} for i in range(16)] + [{"group": "photo", "frame": 0}]
     kept = limit_per_group(rows, 4)
     assert [r["frame"] for r in kept if r["group"] == "clip"] == [0, 5, 10, 15]
     assert sum(r["group"] == "photo" for r in kept) == 1 and limit_per_group(rows, 0) == rows
+
+
+def _high_band(img: np.ndarray) -> float:
+    """Share of the grey image's spectrum above half the Nyquist frequency."""
+    g = img.astype(float).mean(2)
+    spec = np.abs(np.fft.fftshift(np.fft.fft2(g - g.mean())))
+    h, w = g.shape
+    yy, xx = np.mgrid[-h // 2:h - h // 2, -w // 2:w - w // 2]
+    return float(spec[np.hypot(yy / (h / 2), xx / (w / 2)) > 0.5].sum() / spec.sum())
 
 
 def _file(label, media, path, **scores):

@@ -113,8 +113,9 @@ class Augment:
     every frame given (a clip stays temporally consistent)."""
 
     def __init__(self, p: float = 0.5, jpeg=(30, 100), strength: float = 1.0, final_jpeg: tuple | None = None,
-                 clean: float = 0.0):
+                 clean: float = 0.0, sr_look: float = 0.0):
         self.clean = clean  # probability of an edge-preserving denoise first (artifact-free photos of both classes)
+        self.sr_look = sr_look  # probability of a super-resolved look (CelebA-HQ's pipeline, either class)
         self.p = p
         self.jpeg = jpeg
         self.s = strength
@@ -125,6 +126,8 @@ class Augment:
         ops = []
         if self.clean and rng.random() < self.clean:
             ops.append(("clean", rng.uniform(20, 60)))
+        if self.sr_look and rng.random() < self.sr_look:
+            ops.append(("sr", rng.uniform(2.5, 4.0), int(rng.integers(60, 91)), rng.uniform(0.5, 1.5)))
         if rng.random() < 0.5:
             ops.append(("flip",))
         if rng.random() < p:
@@ -154,6 +157,14 @@ class Augment:
                 out = out[:, ::-1]
             elif op[0] == "clean":
                 out = cv2.bilateralFilter(np.ascontiguousarray(out), 7, op[1], 5)
+            elif op[0] == "sr":  # shrink, JPEG, upscale and sharpen: a low-res photo super-resolved
+                _, factor, quality, amount = op
+                h, w = out.shape[:2]
+                small = cv2.resize(out, (max(8, int(w / factor)), max(8, int(h / factor))), interpolation=cv2.INTER_AREA)
+                small = Augment._apply(small, [("jpeg", quality)])
+                up = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+                soft = cv2.GaussianBlur(up, (0, 0), 1.0)
+                out = np.clip(up + amount * (up - soft), 0, 255).astype(np.uint8)
             elif op[0] == "color":
                 _, contrast, bright, sat, hue = op
                 x = out.astype(np.float32)
@@ -191,6 +202,9 @@ def add_augment_args(ap, unit: str) -> None:
                     help=f"always re-encode training {unit} as JPEG at a quality in [LO, HI] after augmentation")
     ap.add_argument("--clean", type=float, default=0.0,
                     help=f"probability of an edge-preserving denoise of training {unit} (either class) before augmentation")
+    ap.add_argument("--sr-look", type=float, default=0.0,
+                    help=f"probability of a super-resolved look for training {unit} (either class): shrunk 2.5-4x, "
+                         "JPEG q60-90, upscaled bicubic and sharpened, as CelebA-HQ's photos were made")
     ap.add_argument("--sbi-profile", default="strong", choices=["strong", "mild"],
                     help="resolution mismatch of the self-blend source copy (train.sbi.SOURCE_PROFILES)")
     ap.add_argument("--landmarks", default="mtcnn5", choices=["mtcnn5", "dlib68"],
@@ -238,8 +252,8 @@ def made_batches(make, order, bs: int, rng: np.random.Generator, workers: int, d
 
 
 def augment_from_args(args) -> "Augment | None":
-    if args.aug > 0 or args.final_jpeg or args.clean:
-        return Augment(p=args.aug, final_jpeg=args.final_jpeg, clean=args.clean)
+    if args.aug > 0 or args.final_jpeg or args.clean or args.sr_look:
+        return Augment(p=args.aug, final_jpeg=args.final_jpeg, clean=args.clean, sr_look=args.sr_look)
     return None
 
 

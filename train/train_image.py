@@ -336,6 +336,7 @@ def main(argv=None) -> int:
                   + (f", self-blended pseudo-fakes of {args.sbi_extra:g} x the real crops as extra fakes "
                      f"(SBI source profile {args.sbi_profile})" if args.sbi_extra else "")
                   + (f", bilateral denoise p={args.clean}" if args.clean else "")
+                  + (f", super-resolved look p={args.sr_look}" if args.sr_look else "")
                   + (f", weights averaged over steps (EMA decay {args.ema})" if args.ema else "")
                   + (f", SBI source profile {args.sbi_profile}, masks from {LANDMARK_DESC[args.landmarks]}"
                      if args.task == "sbi" else "")

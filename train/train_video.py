@@ -280,6 +280,7 @@ def main(argv=None) -> int:
                   f"dropout {args.dropout}, {'frozen encoder' if args.freeze_encoder else 'end to end'}"
                   + (f", every clip re-encoded as JPEG q{args.final_jpeg[0]}-{args.final_jpeg[1]}" if args.final_jpeg else "")
                   + (f", bilateral denoise p={args.clean}" if args.clean else "")
+                  + (f", super-resolved look p={args.sr_look}" if args.sr_look else "")
                   + (f", SBI source profile {args.sbi_profile}, masks from {LANDMARK_DESC[args.landmarks]}"
                      if args.task == "sbi" else "")
                   + f", seed {args.seed}" + (", a seed per sample (--workers)" if args.workers else ""),

@@ -48,6 +48,42 @@ def test_sbi_mask_inside_face_and_changes_only_inside(seed, profile):
     assert np.abs(fake[inside].astype(int) - img[inside].astype(int)).mean() > 1.0
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_sbi_mouth_region_blends_the_mouth_and_jaw_only(seed):
+    img = _face(seed)
+    p = sample_params(np.random.default_rng(seed), "strong", "mouth")
+    fake, mask = self_blend(img, LANDMARKS, p)
+    ys, xs = np.nonzero(mask > 0)
+    assert len(ys) > 1500  # a mouth-and-jaw-sized region
+    # Nothing reaches above the eyes (y = 110), at most the soft border touches them; the mouth (y = 180) is blended.
+    assert mask[:90].max() == 0 and max(mask[110, 96], mask[110, 160]) < 0.3 * p.ratio and ys.mean() > 165
+    assert mask[180, 128] > 0.9 * p.ratio
+    assert abs(xs.mean() - 128) < 20 and xs.min() > 128 - 1.6 * 64 and xs.max() < 128 + 1.6 * 64
+    outside = mask == 0
+    assert np.array_equal(fake[outside], img[outside])
+    face = self_blend(img, LANDMARKS, sample_params(np.random.default_rng(seed)))[1]
+    assert (mask > 0).sum() < (face > 0).sum()  # smaller than a whole-face blend
+    # A crop whose window left the frame below the chin: black padding rows from y = 215. The blend fades out
+    # before the band, so the shifted source never moves the padding's edge into the picture.
+    padded = img.copy()
+    padded[215:] = 0
+    fake, mask = self_blend(padded, LANDMARKS, p)
+    assert mask[214:].max() == 0 and np.array_equal(fake[214:], padded[214:])  # 214: the last picture row
+    assert mask[207:].max() < 0.5 * p.ratio and mask[195:].max() <= mask[180:195].max()  # a ramp down to it
+
+
+def test_sbi_face_region_draws_the_shipped_stream_and_68_points_serve_the_mouth():
+    a, b = sample_params(np.random.default_rng(5)), sample_params(np.random.default_rng(5), "strong", "face")
+    assert a.axes == b.axes and a.centre_shift == b.centre_shift and a.region == "face"
+    assert 0.95 <= sample_params(np.random.default_rng(5), "strong", "mouth").centre_shift <= 1.25
+    pts68 = np.tile([[128.0, 150.0]], (68, 1))
+    pts68[36:42], pts68[42:48], pts68[30] = LANDMARKS[0], LANDMARKS[1], LANDMARKS[2]
+    pts68[48], pts68[54] = LANDMARKS[3], LANDMARKS[4]
+    p = sample_params(np.random.default_rng(2), "strong", "mouth")
+    from_68, from_5 = self_blend(_face(2), pts68.tolist(), p)[1], self_blend(_face(2), LANDMARKS, p)[1]
+    assert np.allclose(from_68, from_5)
+
+
 def test_sbi_clip_uses_one_parameter_set():
     frames = [_face(0)] * 3
     fakes, masks = self_blend_clip(frames, [LANDMARKS] * 3, np.random.default_rng(3))
@@ -537,7 +573,15 @@ def test_sbi_training_and_temporal_run(tmp_path):
     manifest = _as_clips(_tiny_manifest(tmp_path))
     assert train_image(["--manifest", manifest, "--task", "sbi", "--name", "sbi-tiny", "--backbone",
                         "tf_efficientnet_lite0", "--init", "none", "--size", "64", "--epochs", "1", "--batch", "8",
+                        "--sbi-region", "mouth", "--sbi-profile", "mild",
                         "--out", str(tmp_path / "runs"), "--ship", str(tmp_path / "w")]) == 0
+    card = json.loads((tmp_path / "w" / "sbi-tiny.json").read_text())["training"]
+    assert (card["sbi_region"], card["sbi_profile"], card["landmarks"]) == ("mouth", "mild", "mtcnn5")
+    assert "mouth region" in card["recipe"]
+    from train.calibrate import main as calibrate
+
+    # train.calibrate re-makes the same mouth pseudo-fakes (it refuses a split whose AUC is not the card's)
+    assert calibrate([str(tmp_path / "w" / "sbi-tiny.json"), "--manifest", manifest, "--refit"]) == 0
     assert train_video(["--manifest", manifest, "--task", "sbi", "--name", "temporal-tiny", "--backbone",
                         "tf_efficientnet_lite0", "--encoder-from", str(tmp_path / "w" / "sbi-tiny.json"),
                         "--freeze-encoder", "--frames", "3", "--windows", "2", "--batch", "2", "--epochs", "1",
@@ -545,8 +589,6 @@ def test_sbi_training_and_temporal_run(tmp_path):
     det = load_detector(tmp_path / "w" / "temporal-tiny.json")
     assert det.card.kind == "sequence" and det.card.frames == 3 and det.card.input_size == 64
     # train.calibrate reproduces the temporal trainer's validation windows (same AUC) and refits its temperature
-    from train.calibrate import main as calibrate
-
     assert calibrate([str(tmp_path / "w" / "temporal-tiny.json"), "--manifest", manifest, "--refit"]) == 0
     assert load_detector(tmp_path / "w" / "temporal-tiny.json").card.calibration["fitted_after_training"]
     p = det.predict_sequences([[_face(0)] * 2, [_face(1)] * 5])
@@ -1020,6 +1062,11 @@ def test_sbi_extra_adds_pseudo_fakes_to_training_only(tmp_path):
     src = mixed.crops[extra[0][0]]
     assert y == 1 and img.shape == src.shape and not np.array_equal(img, src)  # a blend, labelled fake
     assert all(not blend for _, _, blend in plain.items)
+    mouth = Samples(train, "binary", None, 0, sbi_extra=0.5, sbi_region="mouth")
+    assert mouth.items == mixed.items
+    img_m, y = mouth.item(len(plain), np.random.default_rng(0))
+    changed = np.abs(img_m.astype(int) - src.astype(int)).sum(2) > 0
+    assert y == 1 and changed.any() and not changed[: src.shape[0] // 3].any()  # the top third is untouched
 
 
 @pytest.mark.parametrize("arch", ["meso4", "mesoinception4"])

@@ -67,14 +67,15 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
                                                                                                     "mtcnn5")))
     if card.crop and {k: card.crop.get(k) for k in crop} != crop:
         raise ValueError(f"{card.name} was trained on crops {card.crop}, the manifests have {crop}")
-    profile = card.training.get("sbi_profile", "strong")
+    profile, region = card.training.get("sbi_profile", "strong"), card.training.get("sbi_region", "face")
     if card.kind == "frame":
         split = {s: limit_per_group([r for r in rows if r["split"] == s], max_per_group) for s in ("val", "test")}
-        val, test = held_out_samples(split, task, seed, profile)
+        val, test = held_out_samples(split, task, seed, profile, region)
         epoch, extra = image_epoch, ()
     else:
         split = {s: [r for r in rows if r["split"] == s] for s in ("val", "test")}
-        val, test = held_out_clips(split, task, card.frames, profile, bool(card.training.get("image_sequences")))
+        val, test = held_out_clips(split, task, card.frames, profile, bool(card.training.get("image_sequences")),
+                                   region)
         epoch, extra = clip_epoch, (False,)
     sets = {"validation": val, "test": test}
     if not len(sets["validation"]):

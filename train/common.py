@@ -207,6 +207,9 @@ def add_augment_args(ap, unit: str) -> None:
                          "JPEG q60-90, upscaled bicubic and sharpened, as CelebA-HQ's photos were made")
     ap.add_argument("--sbi-profile", default="strong", choices=["strong", "mild"],
                     help="resolution mismatch of the self-blend source copy (train.sbi.SOURCE_PROFILES)")
+    ap.add_argument("--sbi-region", default="face", choices=["face", "mouth"],
+                    help="where self-blends go (train.sbi.REGIONS): the inner face, as a swap pastes it, or the mouth "
+                         "and jaw, as lip-sync and expression reenactment re-render them")
     ap.add_argument("--landmarks", default="mtcnn5", choices=["mtcnn5", "dlib68"],
                     help="self-blend masks from MTCNN's 5 points or dlib's 68 (train.landmarks; training extras)")
 
@@ -443,6 +446,8 @@ def finish_run(det, card, run: "RunDir", metrics: dict, args, title: str, traini
     card.calibration = metrics.get("calibration", {})
     card.training.update({"task": args.task, "terms": args.terms, "device": metrics["device"],
                           "minutes": metrics["train_minutes"], **training})
+    if args.task == "sbi":  # train.calibrate re-makes the held-out pseudo-fakes from these
+        card.training.update(sbi_profile=args.sbi_profile, sbi_region=args.sbi_region, landmarks=args.landmarks)
     card.metrics = {k: {m: v[m] for m in ("auc", "accuracy", "n", "confusion_matrix") if m in v}
                     for k, v in metrics.items() if isinstance(v, dict) and "n" in v}
     card.metrics["note"] = note

@@ -5,9 +5,12 @@ scale/translation, and is blended back into the untouched target through a mask 
 (MTCNN's 5 points extrapolated to the face outline, or dlib's 68 points: `train.landmarks`), deformed elastically,
 eroded or dilated, and blurred.
 Outside the mask the pseudo-fake is the original pixel for pixel, so the only evidence is the blending itself.
+A blend covers the inner face (region "face", as a face swap) or the mouth and jaw only (region "mouth", as lip-sync
+and expression reenactment re-render them).
 For clips, one set of blend parameters serves every frame (masks follow each frame's landmarks).
 
     python -m train.sbi --manifest .cache/faces/real/manifest.csv --out runs/sbi_examples.png [--landmarks dlib68]
+        [--region mouth]
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["SBIParams", "sample_params", "face_mask", "self_blend", "self_blend_clip", "save_grid"]
+__all__ = ["REGIONS", "SBIParams", "sample_params", "face_mask", "self_blend", "self_blend_clip", "save_grid"]
 
 
 @dataclass
@@ -41,7 +44,18 @@ class SBIParams:
     sharpen: float  # >0 unsharp amount, <0 downscale factor
     scale: tuple[float, float]
     shift: tuple[float, float]  # fraction of size
+    region: str = "face"  # a key of REGIONS
 
+
+# Where the blend goes. "face": the whole inner face, as a face swap pastes it (Shiohara & Yamasaki). "mouth": the
+# mouth, jaw and lower cheeks only, as lip-sync and expression reenactment re-render them (Wav2Lip regenerates the
+# lower half of the face box; FF++ NeuralTextures and Face2Face re-render the mouth and expression). Each region is
+# a range of the same ellipse's parameters: centre along the eye-mouth axis (0 = the eyes, 1 = the mouth), half
+# width in eye distances, reach up and down in eye-mouth distances.
+REGIONS = {
+    "face": {"centre": (0.25, 0.5), "axes": ((0.85, 1.15), (1.0, 1.5), (1.2, 1.7))},
+    "mouth": {"centre": (0.95, 1.25), "axes": ((0.7, 1.05), (0.45, 0.8), (0.55, 0.95))},
+}
 
 SOURCE_PROFILES = {  # (unsharp amount range, downscale factor range) of the source copy
     "strong": ((0.3, 1.2), (1.2, 2.0)),  # the first shipped sbi-frame
@@ -49,11 +63,13 @@ SOURCE_PROFILES = {  # (unsharp amount range, downscale factor range) of the sou
 }
 
 
-def sample_params(rng: np.random.Generator, profile: str = "strong") -> SBIParams:
+def sample_params(rng: np.random.Generator, profile: str = "strong", region: str = "face") -> SBIParams:
+    """One random blend. `region` "face" draws exactly the stream the shipped SBI models were trained with."""
     sharp, down = SOURCE_PROFILES[profile]
+    reg = REGIONS[region]
     return SBIParams(
-        axes=(rng.uniform(0.85, 1.15), rng.uniform(1.0, 1.5), rng.uniform(1.2, 1.7)),
-        centre_shift=rng.uniform(0.25, 0.5),
+        axes=tuple(rng.uniform(lo, hi) for lo, hi in reg["axes"]),
+        centre_shift=rng.uniform(*reg["centre"]),
         vertex_noise=rng.uniform(-0.06, 0.06, 24),
         elastic_seed=int(rng.integers(1 << 30)),
         elastic_amp=rng.uniform(2.0, 8.0),
@@ -68,6 +84,7 @@ def sample_params(rng: np.random.Generator, profile: str = "strong") -> SBIParam
         sharpen=rng.uniform(*sharp) if rng.random() < 0.5 else -rng.uniform(*down),
         scale=(rng.uniform(0.95, 1.05), rng.uniform(0.95, 1.05)),
         shift=(rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03)),
+        region=region,
     )
 
 
@@ -106,13 +123,35 @@ def _polygon68(landmarks: np.ndarray, p: SBIParams) -> np.ndarray:
     return (c + (pts - c) * scale).astype(np.float32)
 
 
+def _five_points(pts68: np.ndarray) -> np.ndarray:
+    return np.stack([pts68[36:42].mean(0), pts68[42:48].mean(0), pts68[30], pts68[48], pts68[54]])
+
+
+def _content_ramp(img: np.ndarray, frac: float = 0.06) -> np.ndarray:
+    """1 inside the crop's picture, falling linearly to 0 over `frac` of the size towards its edges: the image's
+    own edges or, where a crop window left the frame, the edges of the black padding bands (PAD_VALUE rows and
+    columns)."""
+    h, w = img.shape[:2]
+    rows, cols = np.nonzero(img.max(axis=(1, 2)))[0], np.nonzero(img.max(axis=(0, 2)))[0]
+    if not len(rows):
+        return np.zeros((h, w), np.float32)
+
+    def ramp(n, lo, hi):
+        i = np.arange(n, dtype=np.float32)
+        return np.clip(np.minimum(i - lo, hi - i) / max(frac * n, 1.0), 0, 1)
+    return np.outer(ramp(h, rows[0], rows[-1]), ramp(w, cols[0], cols[-1])).astype(np.float32)
+
+
 def face_mask(shape: tuple[int, int], landmarks, p: SBIParams) -> np.ndarray:
     """Soft blend mask in [0, ratio] for an image of `shape` (H, W), from MTCNN's 5 points (an extrapolated
-    outline) or dlib's 68 (jaw line and brows)."""
+    outline) or dlib's 68 (jaw line and brows); a "mouth" region is an ellipse about the mouth either way."""
     h, w = shape
     s = max(h, w) / 256.0
     pts = np.asarray(landmarks, np.float32)
-    poly = _polygon68(pts, p) if len(pts) == 68 else _polygon(pts, p)
+    if len(pts) == 68 and p.region == "face":
+        poly = _polygon68(pts, p)
+    else:  # the ellipse from five points (dlib's 68 reduced to eye centres, nose tip and mouth corners)
+        poly = _polygon(_five_points(pts) if len(pts) == 68 else pts, p)
     hull = cv2.convexHull(poly.astype(np.float32)).astype(np.int32)
     mask = np.zeros((h, w), np.float32)
     cv2.fillConvexPoly(mask, hull, 1.0)
@@ -163,6 +202,9 @@ def _source(img: np.ndarray, p: SBIParams) -> np.ndarray:
 def self_blend(img: np.ndarray, landmarks, p: SBIParams) -> tuple[np.ndarray, np.ndarray]:
     """(pseudo-fake, mask). Pixels where mask == 0 are exactly the input's."""
     mask = face_mask(img.shape[:2], landmarks, p)
+    if p.region == "mouth":  # the chin often meets the crop's edge or a padding band: fade out there, so that the
+        mask = mask * _content_ramp(img)  # shifted source brings in no border (lip-sync leaves the frame edge alone)
+        mask[mask < 1e-3] = 0
     src = _source(img, p).astype(np.float32)
     m = mask[..., None]
     out = src * m + img.astype(np.float32) * (1 - m)
@@ -171,19 +213,21 @@ def self_blend(img: np.ndarray, landmarks, p: SBIParams) -> tuple[np.ndarray, np
     return out, mask
 
 
-def self_blend_clip(frames: list[np.ndarray], landmarks: list, rng: np.random.Generator, profile: str = "strong"):
+def self_blend_clip(frames: list[np.ndarray], landmarks: list, rng: np.random.Generator, profile: str = "strong",
+                    region: str = "face"):
     """One parameter set for the whole clip: temporally consistent pseudo-fakes."""
-    p = sample_params(rng, profile)
+    p = sample_params(rng, profile, region)
     res = [self_blend(f, lm, p) for f, lm in zip(frames, landmarks)]
     return [r[0] for r in res], [r[1] for r in res]
 
 
-def save_grid(crops: list[np.ndarray], landmarks: list, out: Path, seed: int = 0, profile: str = "strong") -> Path:
+def save_grid(crops: list[np.ndarray], landmarks: list, out: Path, seed: int = 0, profile: str = "strong",
+              region: str = "face") -> Path:
     """Rows of (real, pseudo-fake, mask, |difference| x4) for a visual check."""
     rng = np.random.default_rng(seed)
     tiles = []
     for img, lm in zip(crops, landmarks):
-        fake, mask = self_blend(img, lm, sample_params(rng, profile))
+        fake, mask = self_blend(img, lm, sample_params(rng, profile, region))
         diff = np.clip(np.abs(fake.astype(int) - img.astype(int)) * 4, 0, 255).astype(np.uint8)
         m3 = np.repeat((mask / max(mask.max(), 1e-6) * 255).astype(np.uint8)[..., None], 3, axis=2)
         tiles.append(np.concatenate([img, fake, m3, diff], axis=1))
@@ -205,6 +249,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", default="strong", choices=sorted(SOURCE_PROFILES))
     ap.add_argument("--landmarks", default="mtcnn5", choices=["mtcnn5", "dlib68"])
+    ap.add_argument("--region", default="face", choices=sorted(REGIONS))
     args = ap.parse_args(argv)
     try:
         rows = [r for r in read_manifests([args.manifest], args.landmarks) if r["label"] == "real" and r["landmarks"]]
@@ -214,7 +259,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     pick = [rows[i] for i in rng.choice(len(rows), size=min(args.n, len(rows)), replace=False)]
     out = save_grid([load_crop(r["crop_path"]) for r in pick], [r["landmarks"] for r in pick], Path(args.out),
-                    args.seed, args.profile)
+                    args.seed, args.profile, args.region)
     print(f"wrote {out}")
     return 0
 

@@ -91,8 +91,9 @@ class Samples:
     crops with landmarks) real crops (evenly spaced, a new blend each time one is drawn) as extra fakes."""
 
     def __init__(self, rows: list[dict], task: str, augment: Augment | None, seed: int, sbi_profile: str = "strong",
-                 sbi_extra: float = 0.0):
+                 sbi_extra: float = 0.0, sbi_region: str = "face"):
         self.sbi_profile = sbi_profile
+        self.sbi_region = sbi_region
         self.rows = rows
         self.task = task
         self.augment = augment
@@ -121,17 +122,18 @@ class Samples:
         i, y, blend = self.items[k]
         img = self.crops[i]
         if blend:
-            img, _ = self_blend(img, self.rows[i]["landmarks"], sample_params(rng, self.sbi_profile))
+            img, _ = self_blend(img, self.rows[i]["landmarks"], sample_params(rng, self.sbi_profile, self.sbi_region))
         if self.augment is not None:
             img = self.augment([img], rng)[0]
         return img, y
 
 
-def held_out_samples(split: dict, task: str, seed: int, sbi_profile: str) -> tuple[Samples, Samples | None]:
+def held_out_samples(split: dict, task: str, seed: int, sbi_profile: str,
+                     sbi_region: str = "face") -> tuple[Samples, Samples | None]:
     """The validation and test sets of a run (no augmentation; fixed pseudo-fakes for the SBI task): one place, so
     train.calibrate rebuilds exactly what the trainer validated on."""
-    return (Samples(split["val"], task, None, seed + 1, sbi_profile),
-            Samples(split["test"], task, None, seed + 2, sbi_profile) if split["test"] else None)
+    return (Samples(split["val"], task, None, seed + 1, sbi_profile, sbi_region=sbi_region),
+            Samples(split["test"], task, None, seed + 2, sbi_profile, sbi_region=sbi_region) if split["test"] else None)
 
 
 def _group_hash(group: str) -> float:
@@ -274,8 +276,9 @@ def main(argv=None) -> int:
         return 2
     copy_grids(args.manifest, run)
     augment = augment_from_args(args)
-    train_set = Samples(split["train"], args.task, augment, args.seed, args.sbi_profile, args.sbi_extra)
-    val_set, test_set = held_out_samples(split, args.task, args.seed, args.sbi_profile)
+    train_set = Samples(split["train"], args.task, augment, args.seed, args.sbi_profile, args.sbi_extra,
+                        args.sbi_region)
+    val_set, test_set = held_out_samples(split, args.task, args.seed, args.sbi_profile, args.sbi_region)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(train_set.labels()).to(device))
     opt = torch.optim.Adam(det.net.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs) if args.cosine else None
@@ -334,12 +337,12 @@ def main(argv=None) -> int:
                   + "".join(f", crops of sources containing '{pat}' shown {k}x per epoch" for pat, k in repeats)
                   + (f", started from {args.init_from}" if args.init_from else "")
                   + (f", self-blended pseudo-fakes of {args.sbi_extra:g} x the real crops as extra fakes "
-                     f"(SBI source profile {args.sbi_profile})" if args.sbi_extra else "")
+                     f"(SBI source profile {args.sbi_profile}, {args.sbi_region} region)" if args.sbi_extra else "")
                   + (f", bilateral denoise p={args.clean}" if args.clean else "")
                   + (f", super-resolved look p={args.sr_look}" if args.sr_look else "")
                   + (f", weights averaged over steps (EMA decay {args.ema})" if args.ema else "")
-                  + (f", SBI source profile {args.sbi_profile}, masks from {LANDMARK_DESC[args.landmarks]}"
-                     if args.task == "sbi" else "")
+                  + (f", SBI source profile {args.sbi_profile}, {args.sbi_region} region, masks from "
+                     f"{LANDMARK_DESC[args.landmarks]}" if args.task == "sbi" else "")
                   + f", seed {args.seed}" + (", a seed per sample (--workers)" if args.workers else ""),
         "sources": sorted({r["source"] for r in split["train"]})[:2000],
     }, "validation/test: crops of the manifest's val/test splits" +

@@ -64,8 +64,9 @@ class Clips:
     """Clips (a source video's crops in time order) and how to draw F-frame windows from them."""
 
     def __init__(self, rows: list[dict], task: str, frames: int, windows: int, augment: Augment | None,
-                 sbi_profile: str = "strong", image_sequences: bool = False):
+                 sbi_profile: str = "strong", image_sequences: bool = False, sbi_region: str = "face"):
         self.sbi_profile = sbi_profile
+        self.sbi_region = sbi_region
         by_src: dict[str, list[dict]] = {}
         for r in rows:
             if r["media"] == "video":
@@ -104,17 +105,19 @@ class Clips:
         idx = [idx[int(j)] for j in np.linspace(0, len(idx) - 1, self.frames).round()]
         frames = [clip["crops"][i] for i in idx]
         if self.task == "sbi" and y == 1:
-            frames, _ = self_blend_clip(frames, [clip["landmarks"][i] for i in idx], rng, self.sbi_profile)
+            frames, _ = self_blend_clip(frames, [clip["landmarks"][i] for i in idx], rng, self.sbi_profile,
+                                        self.sbi_region)
         if self.augment is not None:
             frames = self.augment(frames, rng)
         return frames, y
 
 
 def held_out_clips(split: dict, task: str, frames: int, sbi_profile: str,
-                   image_sequences: bool) -> tuple[Clips, Clips]:
+                   image_sequences: bool, sbi_region: str = "face") -> tuple[Clips, Clips]:
     """The validation and test clips of a run (2 windows per clip, no augmentation): one place, so train.calibrate
     rebuilds exactly what the trainer validated on."""
-    return tuple(Clips(split[s], task, frames, 2, None, sbi_profile, image_sequences) for s in ("val", "test"))
+    return tuple(Clips(split[s], task, frames, 2, None, sbi_profile, image_sequences, sbi_region)
+                 for s in ("val", "test"))
 
 
 def load_encoder_from(net: nn.Module, card_path: str) -> dict:
@@ -222,8 +225,10 @@ def main(argv=None) -> int:
     det = Detector(net, card).to(device)
     split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
     augment = augment_from_args(args)
-    train_set = Clips(split["train"], args.task, args.frames, args.windows, augment, args.sbi_profile, args.image_sequences)
-    val_set, test_set = held_out_clips(split, args.task, args.frames, args.sbi_profile, args.image_sequences)
+    train_set = Clips(split["train"], args.task, args.frames, args.windows, augment, args.sbi_profile,
+                      args.image_sequences, args.sbi_region)
+    val_set, test_set = held_out_clips(split, args.task, args.frames, args.sbi_profile, args.image_sequences,
+                                       args.sbi_region)
     if args.limit:
         for ds in (train_set, val_set, test_set):
             keep = set(range(min(args.limit, len(ds.clips))))
@@ -281,8 +286,8 @@ def main(argv=None) -> int:
                   + (f", every clip re-encoded as JPEG q{args.final_jpeg[0]}-{args.final_jpeg[1]}" if args.final_jpeg else "")
                   + (f", bilateral denoise p={args.clean}" if args.clean else "")
                   + (f", super-resolved look p={args.sr_look}" if args.sr_look else "")
-                  + (f", SBI source profile {args.sbi_profile}, masks from {LANDMARK_DESC[args.landmarks]}"
-                     if args.task == "sbi" else "")
+                  + (f", SBI source profile {args.sbi_profile}, {args.sbi_region} region, masks from "
+                     f"{LANDMARK_DESC[args.landmarks]}" if args.task == "sbi" else "")
                   + f", seed {args.seed}" + (", a seed per sample (--workers)" if args.workers else ""),
         "sources": sorted({c["source"] for c in train_set.clips}),
     }, "validation/test: windows of the manifest's val/test clips" +

@@ -1084,3 +1084,30 @@ def test_mesonet_trains_here_and_loads_through_core(tmp_path, arch):
     assert det.card.architecture == arch and det.card.output == "sigmoid" and det.card.classes == ["real", "fake"]
     p = det.predict([_face(0), _face(1)])
     assert p.shape == (2,) and np.all((p > 0) & (p < 1))
+
+
+def test_selection_only_chooses_on_validation_files_and_reads_no_test_file(tmp_path, shared_data, capsys):
+    """`train.evaluate_defaults --selection-only` (how a candidate is judged): the ensemble is chosen on the
+    validation files and written to the candidate folder's ensemble.json; benchmarks.json and the test-file list
+    stay as they were."""
+    import shutil
+
+    from train.evaluate_defaults import main as evaluate
+
+    weights = Path(__file__).resolve().parents[1] / "weights"
+    cand = tmp_path / "cand"
+    cand.mkdir()
+    for name in ("face-swap", "gan-face"):
+        for ext in (".json", ".safetensors"):
+            shutil.copy2(weights / f"{name}{ext}", cand / f"{name}{ext}")
+    for f in ("ensemble.json", "benchmarks.json", "eval_files.csv", "ensemble_val_files.csv", "face_crop_splits.csv"):
+        shutil.copy2(weights / f, cand / f)
+    before = {f: (cand / f).read_bytes() for f in ("benchmarks.json", "eval_files.csv")}
+    assert evaluate(["--data", str(shared_data), "--weights", str(cand), "--frames", "1", "--crop-val", "8",
+                     "--selection-only"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert printed and printed == sorted(printed, key=lambda c: -c["score"])
+    assert {tuple(c["models"]) for c in printed} <= {("face-swap",), ("gan-face",), ("face-swap", "gan-face")}
+    policy = json.loads((cand / "ensemble.json").read_text())
+    assert policy["chosen_on"]["n"] > 100 and policy["models"] == printed[0]["models"]
+    assert all((cand / f).read_bytes() == b for f, b in before.items())

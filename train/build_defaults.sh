@@ -39,6 +39,12 @@ W=${W:-weights}
     --include '^i-Shreyansh__DeepFake-Detection/faces_224/' --include '^MCS1-FYP__MesoNet-Website/' \
     --size 224 --margin 0.1 --split-file "$W/face_crop_splits.csv"
 
+#    FFHQ real photos cut the face-swap way (224 px, margin 0.1, padded crop) for face-swap's second stage: its reals
+#    then include sharp, high-quality photos. Split by the same group hash as the gan manifests; 120.jpg, which the
+#    hash puts in train, is in weights/eval_files.csv and is left out.
+[ -f "$FACES/ffhq-swap/manifest.csv" ] || $PY -m train.extract_faces "$DATA/LABELS.csv" --out "$FACES/ffhq-swap" \
+    --include '^ffhq_vs_stylegan2/' --labels-only real --size 224 --margin 0.1 --exclude '^ffhq_vs_stylegan2/real/120\.jpg '
+
 # 2. gan-face: FFHQ, real-clip frames and real DFDC / FF++ crops vs StyleGAN2 face crops. Every training crop is
 #    re-encoded as JPEG so the classes' different compression histories (FFHQ ~q75, StyleGAN2 ~q95 before the q90
 #    re-save) stop separating them; real faces from video frames and face-swap sets (at most 6 per group) keep
@@ -86,6 +92,18 @@ $PY -m train.train_image --manifest "$FACES/swap/manifest.csv" --task binary --n
 #    Scored with its mirror image too (the mean fake logit of both views: val AUC 0.942 -> 0.948), the temperature
 #    refitted on those scores.
 $PY -m train.calibrate "$W/face-swap.json" --manifest "$FACES/swap/manifest.csv" --refit --tta hflip
+#    Second stage (shipped): 3 more epochs from that model, lr 1e-4 with cosine decay, FFHQ real photos among the
+#    reals and mouth-region self-blended pseudo-fakes of half the real crops as extra fakes (lip-sync and expression
+#    reenactment re-render that region); 26.9 minutes here. Chosen by the ensemble selection on the validation files
+#    (score 0.835 against the first stage's 0.828; README).
+$PY -m train.train_image --manifest "$FACES/swap/manifest.csv" --manifest "$FACES/ffhq-swap/manifest.csv" \
+    --task binary --name face-swap --display-name "Face-swap detector (EfficientNet-Lite2)" \
+    --backbone tf_efficientnet_lite2 --init-from "$W/face-swap.json" --size 160 --epochs 3 --cosine --batch 32 \
+    --lr 1e-4 --aug 0.5 --sbi-extra 0.5 --sbi-region mouth --max-minutes 45 --out "$OUT" --ship "$W" \
+    --data-desc "DFDC face crops (7,500 real videos and a face-swap fake of each) and FaceForensics++ Deepfakes crops (68 swap pairs), train split of weights/face_crop_splits.csv, plus FFHQ real photos (train split) cut the same way, plus mouth-region self-blended pseudo-fakes of half the real training crops" \
+    --terms "DFDC and FaceForensics++ terms, FFHQ CC BY-NC-SA 4.0: research and non-commercial use only"
+$PY -m train.calibrate "$W/face-swap.json" --manifest "$FACES/swap/manifest.csv" \
+    --manifest "$FACES/ffhq-swap/manifest.csv" --refit --tta hflip
 
 #    swap-sbi: a second face-swap model beside it, Lite0 with self-blended pseudo-fakes of half the real crops as
 #    extra fakes (9 of 12 planned epochs in 56 minutes here), also scored with its mirror image.

@@ -404,6 +404,9 @@ def main(argv=None) -> int:
     ap.add_argument("--resplit", action="store_true",
                     help="recompute the earlier validation/evaluation lists from the manifests in --faces (only with "
                          "every manifest the shipped models were trained on present); default: keep the written lists")
+    ap.add_argument("--selection-only", action="store_true",
+                    help="stop after the ensemble selection on the validation files (a candidate's test files are "
+                         "read only if it wins there); prints the best candidates")
     ap.add_argument("--targets-only", action="store_true",
                     help="recompute the targets table of an existing weights/benchmarks.json (no model is run)")
     args = ap.parse_args(argv)
@@ -461,6 +464,10 @@ def main(argv=None) -> int:
             "candidates": table, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}})
         policy_path.write_text(json.dumps(policy, indent=1) + "\n")
         print(f"default ensemble: {chosen} {combiner} {thresholds}", file=sys.stderr)
+        if args.selection_only:
+            for c in sorted(table, key=lambda c: -c["score"])[:8]:
+                print(json.dumps(c))
+            return 0
         # 2. Every model on the evaluation files; the verdict from the chosen ensemble with its thresholds.
         an = Analyzer(models=ours, dirs=[weights])
         res_ours = evaluate_csv(csv_path, an, frames=args.frames, rows=label_rows, desc="ours", ensemble_models=chosen)

@@ -22,6 +22,8 @@ from tqdm import tqdm
 from core.faces import CROP_MARGIN, CROP_SIZE
 from core.models.archs import is_swin
 
+from .sbi import REGIONS
+
 __all__ = ["copy_grids", "open_run", "save_state", "restore_state", "RESUME_FILE",
            "fit_batches", "final_metrics", "finish_run", "ship", "seed_everything", "pick_device", "read_manifest",
            "read_manifests", "training_rows", "crop_spec", "Augment", "init_backbone", "RunDir", "InitError",
@@ -207,7 +209,7 @@ def add_augment_args(ap, unit: str) -> None:
                          "JPEG q60-90, upscaled bicubic and sharpened, as CelebA-HQ's photos were made")
     ap.add_argument("--sbi-profile", default="strong", choices=["strong", "mild"],
                     help="resolution mismatch of the self-blend source copy (train.sbi.SOURCE_PROFILES)")
-    ap.add_argument("--sbi-region", default="face", choices=["face", "mouth"],
+    ap.add_argument("--sbi-region", default="face", choices=sorted(REGIONS),
                     help="where self-blends go (train.sbi.REGIONS): the inner face, as a swap pastes it, or the mouth "
                          "and jaw, as lip-sync and expression reenactment re-render them")
     ap.add_argument("--landmarks", default="mtcnn5", choices=["mtcnn5", "dlib68"],

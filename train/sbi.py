@@ -51,10 +51,14 @@ class SBIParams:
 # mouth, jaw and lower cheeks only, as lip-sync and expression reenactment re-render them (Wav2Lip regenerates the
 # lower half of the face box; FF++ NeuralTextures and Face2Face re-render the mouth and expression). Each region is
 # a range of the same ellipse's parameters: centre along the eye-mouth axis (0 = the eyes, 1 = the mouth), half
-# width in eye distances, reach up and down in eye-mouth distances.
+# width in eye distances, reach up and down in eye-mouth distances. "outline68": with dlib's 68 points, follow the
+# jaw line and brows instead of the ellipse. "fade": fade the mask out before the crop's edge and padding bands (the
+# chin often meets them, and the shifted source copy must not move a border into the picture); off for "face",
+# whose pseudo-fakes the shipped SBI models were trained and calibrated on.
 REGIONS = {
-    "face": {"centre": (0.25, 0.5), "axes": ((0.85, 1.15), (1.0, 1.5), (1.2, 1.7))},
-    "mouth": {"centre": (0.95, 1.25), "axes": ((0.7, 1.05), (0.45, 0.8), (0.55, 0.95))},
+    "face": {"centre": (0.25, 0.5), "axes": ((0.85, 1.15), (1.0, 1.5), (1.2, 1.7)), "outline68": True, "fade": False},
+    "mouth": {"centre": (0.95, 1.25), "axes": ((0.7, 1.05), (0.45, 0.8), (0.55, 0.95)), "outline68": False,
+              "fade": True},
 }
 
 SOURCE_PROFILES = {  # (unsharp amount range, downscale factor range) of the source copy
@@ -144,11 +148,11 @@ def _content_ramp(img: np.ndarray, frac: float = 0.06) -> np.ndarray:
 
 def face_mask(shape: tuple[int, int], landmarks, p: SBIParams) -> np.ndarray:
     """Soft blend mask in [0, ratio] for an image of `shape` (H, W), from MTCNN's 5 points (an extrapolated
-    outline) or dlib's 68 (jaw line and brows); a "mouth" region is an ellipse about the mouth either way."""
+    outline) or dlib's 68 (jaw line and brows, where the region follows that outline: REGIONS)."""
     h, w = shape
     s = max(h, w) / 256.0
     pts = np.asarray(landmarks, np.float32)
-    if len(pts) == 68 and p.region == "face":
+    if len(pts) == 68 and REGIONS[p.region]["outline68"]:
         poly = _polygon68(pts, p)
     else:  # the ellipse from five points (dlib's 68 reduced to eye centres, nose tip and mouth corners)
         poly = _polygon(_five_points(pts) if len(pts) == 68 else pts, p)
@@ -202,8 +206,8 @@ def _source(img: np.ndarray, p: SBIParams) -> np.ndarray:
 def self_blend(img: np.ndarray, landmarks, p: SBIParams) -> tuple[np.ndarray, np.ndarray]:
     """(pseudo-fake, mask). Pixels where mask == 0 are exactly the input's."""
     mask = face_mask(img.shape[:2], landmarks, p)
-    if p.region == "mouth":  # the chin often meets the crop's edge or a padding band: fade out there, so that the
-        mask = mask * _content_ramp(img)  # shifted source brings in no border (lip-sync leaves the frame edge alone)
+    if REGIONS[p.region]["fade"]:
+        mask = mask * _content_ramp(img)
         mask[mask < 1e-3] = 0
     src = _source(img, p).astype(np.float32)
     m = mask[..., None]

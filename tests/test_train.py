@@ -692,6 +692,30 @@ def test_ensemble_is_chosen_on_validation_files():
     assert anti["video AUC"] == 0.0 and anti["score"] < best["score"]
 
 
+def test_selection_counts_other_source_reals_flagged():
+    """The fourth selection term: of two models that rank every family alike, the one that scores real faces of
+    other sources (CelebA-HQ here) above its decision threshold loses; with no such files the term is left out."""
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(60):
+        y = i % 2
+        for path in ("ffhq_vs_stylegan2/x/{i}.jpg", "i-Shreyansh__DeepFake-Detection/faces_224/{i}.jpg"):
+            p = 0.2 + 0.6 * y + rng.uniform(-0.1, 0.1)
+            files.append(_file("fake" if y else "real", "image", path.format(i=i), calm=p, jumpy=p))
+    base = [dict(f) for f in files]
+    for i in range(20):  # the jumpy model takes these real photos for fakes
+        f = _file("real", "image", f"celeba/{i}.jpg", calm=0.1, jumpy=0.95)
+        files.append(dict(f, dataset="CelebA-HQ (StarGAN v2 representative images)"))
+    chosen, _, _, table = choose_ensemble(files, ["calm", "jumpy"])
+    rows = {r["models"][0]: r for r in table if len(r["models"]) == 1}
+    assert chosen == ["calm"]
+    assert rows["calm"]["other-source reals flagged"] == 0.0 and rows["jumpy"]["other-source reals flagged"] == 1.0
+    assert rows["calm"]["other-source reals n"] == 20 and rows["jumpy"]["score"] < rows["calm"]["score"]
+    _, _, _, table = choose_ensemble(base, ["calm", "jumpy"])
+    assert all("other-source reals flagged" not in r for r in table)
+    assert {r["score"] for r in table if len(r["models"]) == 1} == {1.0}
+
+
 def _specialists(n=80, seed=0):
     """"swap" separates face-swap crops (and a little the videos) and says "real", with scatter, to GAN faces;
     "gan" the reverse. P(fake) = sigmoid of a normal logit: a specialist's at +-1.5, a blind model's around -2."""

@@ -93,6 +93,7 @@ def test_benchmarks_file_is_measured_and_complete():
         train_sources |= set(json.loads((REPO_WEIGHTS / f"{n}.json").read_text())["training"].get("sources", []))
     eval_paths = {line.split(",")[0] for line in listed[1:]}
     assert not {Path(s).name for s in train_sources} & {Path(p).name for p in eval_paths if p.endswith(".mp4")}
+    assert not train_sources & eval_paths  # no file a shipped model trained on is scored as held out
 
 
 def test_cards_benchmarks_and_readme_agree():

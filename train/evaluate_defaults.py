@@ -200,13 +200,15 @@ def selection_family(f: dict) -> str:
 RULE_ORDER = ("mean", "max", "logistic")  # ties go to the simpler rule
 
 
+def real_from(f: dict, needle: str) -> bool:
+    """A real file of the source `needle` names in OTHER_REAL_SOURCES / TRAINED_REAL_SOURCES ("" = any video)."""
+    return f["label"] == "real" and needle in f.get("dataset", "") and (bool(needle) or f["media"] == "video")
+
+
 def is_other_source_real(f: dict) -> bool:
     """A real face from a source no model trained on (CelebA-HQ, press photos, phone clips, any real video): the
     issue's false-positive target, counted in the selection score too."""
-    if f["label"] != "real":
-        return False
-    return f["media"] == "video" or any(needle and needle in f.get("dataset", "")
-                                        for needle in OTHER_REAL_SOURCES.values())
+    return any(real_from(f, needle) for needle in OTHER_REAL_SOURCES.values())
 
 
 def choose_ensemble(files: list[dict], models: list[str], groups: list[str] | None = None,
@@ -230,6 +232,8 @@ def choose_ensemble(files: list[dict], models: list[str], groups: list[str] | No
     y = np.array([f["label"] == "fake" for f in files], int)
     fams = [selection_family(f) for f in files]
     weights = family_weights(fams, y)
+    fam_idx = {fam: [i for i, x in enumerate(fams) if x == fam] for fam in SELECTION_FAMILIES}
+    others = np.array([is_other_source_real(f) for f in files], bool)
     table, scored_by = [], {}
     for k in range(1, len(models) + 1):
         for subset in combinations(models, k):
@@ -237,20 +241,18 @@ def choose_ensemble(files: list[dict], models: list[str], groups: list[str] | No
             for rule in RULE_ORDER if k > 1 else ("mean",):  # one model: every rule ranks as the model itself
                 p, spec = out_of_fold(probs, y, weights, groups, list(subset), cards, rule)
                 row = {"models": list(subset), "rule": rule}
-                aucs = []
-                for fam in SELECTION_FAMILIES:
-                    idx = [i for i, x in enumerate(fams) if x == fam]
+                terms = []
+                for fam, idx in fam_idx.items():
                     scored = [dict(files[i], fake_probability=float(p[i])) for i in idx]
                     auc, n, n_fake = _auc(scored, "ensemble")
                     row[f"{fam} AUC"], row[f"{fam} n"], row[f"{fam} fake"] = auc, n, n_fake
                     if auc is not None:
-                        aucs.append(auc)
-                others = np.array([is_other_source_real(f) for f in files])
-                if others.any() and aucs:  # share of them under the candidate's own decision threshold
+                        terms.append(auc)
+                if others.any() and terms:  # share of them under the candidate's own decision threshold
                     flagged = float(np.mean(p[others] >= choose_thresholds(y, p)["decision"]))
                     row["other-source reals n"], row["other-source reals flagged"] = int(others.sum()), flagged
-                    aucs.append(1.0 - flagged)
-                row["score"] = round(float(np.mean(aucs)), 4) if aucs else None
+                    terms.append(1.0 - flagged)
+                row["score"] = round(float(np.mean(terms)), 4) if terms else None
                 if rule == "logistic":
                     row["fitted"] = spec
                 table.append(row)
@@ -264,8 +266,7 @@ def choose_ensemble(files: list[dict], models: list[str], groups: list[str] | No
 def fp_rates(files: list[dict], models: list[str], cards: dict, ens_decision: float) -> dict:
     out = {}
     for label, needle in {**OTHER_REAL_SOURCES, **TRAINED_REAL_SOURCES}.items():
-        sel = [f for f in files if f["label"] == "real" and needle in f["dataset"] and f["fake_probability"] is not None
-               and (needle or f["media"] == "video")]
+        sel = [f for f in files if real_from(f, needle) and f["fake_probability"] is not None]
         row = {"n": len(sel)}
         for m in models:
             ps = [f["models"][m] for f in sel if f["models"].get(m) is not None]

@@ -41,7 +41,8 @@ W=${W:-weights}
 
 #    FFHQ real photos cut the face-swap way (224 px, margin 0.1, padded crop) for face-swap's second stage: its reals
 #    then include sharp, high-quality photos. Split by the same group hash as the gan manifests; 120.jpg, which the
-#    hash puts in train, is in weights/eval_files.csv and is left out.
+#    hash puts in train, was then in weights/eval_files.csv and was left out (the shipped run; gan-face, step 2,
+#    trains on it, so it has left the evaluation list since).
 [ -f "$FACES/ffhq-swap/manifest.csv" ] || $PY -m train.extract_faces "$DATA/LABELS.csv" --out "$FACES/ffhq-swap" \
     --include '^ffhq_vs_stylegan2/' --labels-only real --size 224 --margin 0.1 --exclude '^ffhq_vs_stylegan2/real/120\.jpg '
 

@@ -783,6 +783,22 @@ def test_repeat_shows_a_small_source_k_times_per_epoch(tmp_path):
     assert np.array_equal(repeated_items(data, []), np.arange(len(train)))
 
 
+def test_per_dataset_validation_auc_and_the_macro_rule_that_keeps_an_epoch():
+    """The trainer logs each dataset's validation AUC; --select-by macro keeps the epoch with the best mean of them,
+    so a small dataset beside a large one counts as much as it (a reals-only dataset has no AUC and does not
+    count)."""
+    from train.train_image import auc_by_dataset, selection_auc
+
+    y = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0, 0])
+    p = np.array([0.1, 0.9, 0.2, 0.8, 0.3, 0.7, 0.6, 0.4, 0.5, 0.9])
+    ds = ["big"] * 6 + ["small"] * 2 + ["reals"] * 2
+    by = auc_by_dataset(y, p, ds)
+    assert by == {"big": 1.0, "small": 0.0}  # perfect on the large set, backwards on the small one
+    assert selection_auc(0.75, by, "macro") == 0.5
+    assert selection_auc(0.75, by, "auc") == 0.75
+    assert selection_auc(0.75, {"big": 1.0}, "macro") == 0.75  # one dataset: the overall AUC
+
+
 def test_evaluation_split_keeps_groups_whole(tmp_path):
     data, faces = tmp_path / "data", tmp_path / "faces"
     rows = [{"path": f"v/{i}.mp4", "media": "video", "label": "fake" if i % 2 else "real", "dataset": "d",

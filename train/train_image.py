@@ -117,6 +117,10 @@ class Samples:
     def labels(self) -> np.ndarray:
         return np.array([y for _, y, _ in self.items])
 
+    def datasets(self) -> list[str]:
+        """Each item's dataset (a pseudo-fake's is its real crop's)."""
+        return [self.rows[i].get("dataset", "") for i, _, _ in self.items]
+
     def item(self, k: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
         """Item k as (uint8 crop, label): a crop, or a self-blended pseudo-fake of a real one; then the augmentation."""
         i, y, blend = self.items[k]
@@ -140,6 +144,26 @@ def _group_hash(group: str) -> float:
     import hashlib
 
     return int(hashlib.sha1(group.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def auc_by_dataset(y: np.ndarray, p: np.ndarray, datasets: list[str]) -> dict[str, float]:
+    """The validation AUC of each dataset that holds both classes (a dataset of reals only has none)."""
+    out = {}
+    ds = np.array(datasets)
+    for name in sorted(set(datasets)):
+        m = ds == name
+        if len(set(y[m].tolist())) == 2:
+            out[name] = float(binary_metrics(y[m], p[m])["auc"])
+    return out
+
+
+def selection_auc(auc: float, by_dataset: dict[str, float], rule: str) -> float:
+    """The figure that picks the kept epoch: the AUC over all validation crops (`auc`), or the mean of the
+    per-dataset AUCs (`macro`: a small dataset beside a large one counts as much as it), which is the overall AUC
+    where fewer than two datasets hold both classes."""
+    if rule == "macro" and len(by_dataset) >= 2:
+        return float(np.mean(list(by_dataset.values())))
+    return auc
 
 
 def repeated_items(data: "Samples", repeats: list[tuple[str, int]]) -> np.ndarray:
@@ -212,6 +236,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", nargs=2, action="append", default=[], metavar=("PATTERN", "K"),
                     help="show the training crops whose source path contains PATTERN K times per epoch (an integer "
                          ">= 1; repeatable), e.g. a small dataset beside a large one; validation is untouched")
+    ap.add_argument("--select-by", choices=["auc", "macro"], default="auc",
+                    help="which validation figure keeps the best epoch: the AUC over all crops (default) or the mean "
+                         "of the per-dataset AUCs (macro), for targets set per dataset")
     add_run_args(ap, "training crops")
     args = ap.parse_args(argv)
     try:
@@ -284,14 +311,14 @@ def main(argv=None) -> int:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs) if args.cosine else None
     scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
     rng = np.random.default_rng(args.seed)
-    best, best_state = (-1.0, float("-inf")), None  # (validation AUC, -validation loss): ties go to the lower loss
+    best, best_state = (-1.0, float("-inf")), None  # (selection AUC, -validation loss): ties go to the lower loss
     ema = WeightEma(det.net, args.ema) if args.ema else None
     t0 = time.time()
     first = 1
     if resumed is not None:
         first, best, best_state = restore_state(resumed, det, opt, ema, rng, run, sched)
         t0 -= resumed["minutes"] * 60
-        print(f"resuming {run.path} after epoch {first - 1} (best validation AUC {best[0]:.4f})", file=sys.stderr)
+        print(f"resuming {run.path} after epoch {first - 1} (best validation figure {best[0]:.4f})", file=sys.stderr)
     epoch_items = repeated_items(train_set, repeats)
     for epoch in range(first, args.epochs + 1):
         order = epoch_items[rng.permutation(len(epoch_items))]
@@ -304,12 +331,16 @@ def main(argv=None) -> int:
         vl, va, vp, vy = run_epoch(det, val_set, np.arange(len(val_set)), args.batch, loss_fn, None, None, device,
                                    vrng, False, f"epoch {epoch} val", workers=args.workers)
         auc = binary_metrics(vy, vp)["auc"] or 0.0
+        by_ds = auc_by_dataset(np.asarray(vy), np.asarray(vp), val_set.datasets())
+        chosen = selection_auc(auc, by_ds, args.select_by)
         run.log_epoch({"epoch": epoch, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": va,
-                       "val_auc": auc, "minutes": (time.time() - t0) / 60})
-        print(f"epoch {epoch}: train loss {tl:.4f} acc {ta:.3f} | val loss {vl:.4f} acc {va:.3f} AUC {auc:.4f} "
+                       "val_auc": auc, "val_auc_by_dataset": by_ds, "val_selection": chosen,
+                       "minutes": (time.time() - t0) / 60})
+        per = "".join(f"; {name[:24]} {a:.4f}" for name, a in by_ds.items()) if len(by_ds) > 1 else ""
+        print(f"epoch {epoch}: train loss {tl:.4f} acc {ta:.3f} | val loss {vl:.4f} acc {va:.3f} AUC {auc:.4f}{per} "
               f"| {(time.time() - t0) / 60:.1f} min", file=sys.stderr)
-        if (auc, -vl) > best:
-            best, best_state = (auc, -vl), {k: v.detach().cpu().clone() for k, v in det.net.state_dict().items()}
+        if (chosen, -vl) > best:
+            best, best_state = (chosen, -vl), {k: v.detach().cpu().clone() for k, v in det.net.state_dict().items()}
         if ema is not None:
             det.net.load_state_dict(current)
         if sched is not None:

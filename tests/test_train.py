@@ -387,6 +387,53 @@ def test_init_from_an_installed_checkpoint(tmp_path, capsys):
     assert err.startswith("error: --init-from src is image_classifier") and len(err.splitlines()) == 1
 
 
+def test_weight_average_of_two_checkpoints(tmp_path, capsys):
+    """train.soup: alpha x FIRST + (1 - alpha) x SECOND, the alpha kept the one with the best validation AUC, the
+    card records both parents, core loads it (SHA-256 checked) and train.calibrate accepts its validation AUC;
+    networks that are not the same are refused in one line."""
+    from train.calibrate import main as calibrate
+    from train.soup import average_state
+    from train.soup import main as soup
+    from train.train_image import main
+
+    manifest = _tiny_manifest(tmp_path)
+    common = ["--manifest", manifest, "--task", "binary", "--size", "64", "--epochs", "1", "--batch", "8",
+              "--aug", "0", "--out", str(tmp_path / "runs"), "--backbone", "tf_efficientnet_lite0"]
+    assert main([*common, "--name", "a", "--init", "none", "--lr", "3e-3", "--ship", str(tmp_path / "a")]) == 0
+    assert main([*common, "--name", "b", "--init-from", str(tmp_path / "a" / "a.json"), "--lr", "3e-3",
+                 "--ship", str(tmp_path / "b")]) == 0
+    a, b = (load_detector(tmp_path / n / f"{n}.json") for n in ("a", "b"))
+    sa, sb = a.net.state_dict(), b.net.state_dict()
+    mid = average_state(sa, sb, 0.5)
+    k = next(k for k, v in sb.items() if v.is_floating_point() and not torch.equal(v, sa[k]))
+    assert torch.allclose(mid[k], (sa[k] + sb[k]) / 2)
+    assert all(torch.equal(average_state(sa, sb, 1.0)[n], sa[n]) for n in sa if sa[n].is_floating_point())
+    assert all(torch.equal(mid[n], sb[n]) for n in sb if not sb[n].is_floating_point())  # step counters: SECOND's
+
+    capsys.readouterr()
+    assert soup([str(tmp_path / "a" / "a.json"), str(tmp_path / "b" / "b.json"), "--alpha", "0.5", "1",
+                 "--manifest", manifest, "--name", "ab", "--out", str(tmp_path / "runs"),
+                 "--ship", str(tmp_path / "w")]) == 0
+    err = capsys.readouterr().err
+    assert "alpha 0.5: validation AUC" in err and "alpha 1: validation AUC" in err
+    det = load_detector(tmp_path / "w" / "ab.json")
+    init = det.card.training["init"]
+    assert init.startswith("weight average ") and " x a (SHA-256 " in init and " x b (SHA-256 " in init
+    assert len(det.card.training["parents"]) == 2 and det.card.calibration["method"] == "temperature"
+    kept = 1.0 if init.startswith("weight average 1 x") else 0.5
+    want = average_state(sa, sb, kept)
+    assert all(torch.equal(v, want[n]) for n, v in det.net.state_dict().items())
+    assert calibrate([str(tmp_path / "w" / "ab.json"), "--manifest", manifest, "--refit", "--tta", "hflip"]) == 0
+
+    assert main([*common[:-2], "--backbone", "tf_efficientnet_lite2", "--name", "c", "--init", "none",
+                 "--lr", "3e-3", "--limit", "8", "--ship", str(tmp_path / "c")]) == 0
+    capsys.readouterr()
+    assert soup([str(tmp_path / "a" / "a.json"), str(tmp_path / "c" / "c.json"), "--manifest", manifest,
+                 "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot average a and c: their config differ") and len(err.splitlines()) == 1
+
+
 def test_gpu_kit_packs_within_budget_and_trains(tmp_path, capsys):
     """The kit a GPU machine gets: JPEG crops, rewritten manifests and 68-point landmarks; over budget nothing is
     written and an earlier kit stays; a folder that is not a kit is never replaced; a run trains from the kit."""

@@ -739,6 +739,44 @@ def test_ensemble_is_chosen_on_validation_files():
     assert anti["video AUC"] == 0.0 and anti["score"] < best["score"]
 
 
+def test_selection_reports_how_firmly_the_winner_beats_the_runner_up():
+    """The winner's row carries the runner-up and the share of paired bootstrap resamples in which the winner's
+    score is above it; the fast score the bootstrap uses reproduces the table's; a candidate against itself ties."""
+    from train.evaluate_defaults import (
+        SELECTION_FAMILIES,
+        choose_ensemble,
+        is_other_source_real,
+        paired_bootstrap_share,
+        selection_family,
+        selection_score,
+    )
+
+    rng = np.random.default_rng(1)
+    files = []
+    paths = {"video": "v/{i}.mp4", "gan": "ffhq_vs_stylegan2/x/{i}.jpg",
+             "crop": "i-Shreyansh__DeepFake-Detection/faces_224/{i}.jpg"}
+    for i in range(40):
+        y = i % 2
+        for fam, path in paths.items():
+            files.append(_file("fake" if y else "real", "video" if fam == "video" else "image", path.format(i=i),
+                               sharp=0.3 + 0.4 * y + rng.uniform(-0.1, 0.1),
+                               blunt=0.4 + 0.2 * y + rng.uniform(-0.3, 0.3)))
+    chosen, _, th, table = choose_ensemble(files, ["sharp", "blunt"])
+    best = next(r for r in table if r["models"] == chosen and "runner-up" in r)
+    assert chosen == ["sharp"] and 0.0 <= best["beats runner-up (bootstrap)"] <= 1.0
+    assert best["runner-up"]["score"] <= best["score"] and best["runner-up"]["models"] != chosen
+    y = np.array([f["label"] == "fake" for f in files], int)
+    fams = [selection_family(f) for f in files]
+    others = np.array([is_other_source_real(f) for f in files], bool)
+    p = np.array([f["models"]["sharp"] for f in files])
+    fam_idx = {fam: [i for i, x in enumerate(fams) if x == fam] for fam in SELECTION_FAMILIES}
+    assert abs(selection_score(p, y, fam_idx, others, th["decision"]) - best["score"]) < 1e-4
+    blunt = np.array([f["models"]["blunt"] for f in files])
+    assert paired_bootstrap_share(p, blunt, y, fams, others, n_boot=200) >= 0.9
+    assert paired_bootstrap_share(blunt, p, y, fams, others, n_boot=200) <= 0.1
+    assert paired_bootstrap_share(p, p, y, fams, others, n_boot=50) == 0.5
+
+
 def test_selection_counts_other_source_reals_flagged():
     """The fourth selection term: of two models that rank every family alike, the one that scores real faces of
     other sources (CelebA-HQ here) above its decision threshold loses; with no such files the term is left out."""

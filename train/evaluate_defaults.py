@@ -257,10 +257,52 @@ def choose_ensemble(files: list[dict], models: list[str], groups: list[str] | No
                     row["fitted"] = spec
                 table.append(row)
                 scored_by[(subset, rule)] = (p, spec)
-    best = max((r for r in table if r["score"] is not None),
-               key=lambda r: (r["score"], -len(r["models"]), -RULE_ORDER.index(r["rule"])))
+    ranked = sorted((r for r in table if r["score"] is not None),
+                    key=lambda r: (r["score"], -len(r["models"]), -RULE_ORDER.index(r["rule"])), reverse=True)
+    best = ranked[0]
     p, spec = scored_by[(tuple(best["models"]), best["rule"])]
+    if len(ranked) > 1:  # how firmly the validation files prefer the winner to the runner-up
+        second = ranked[1]
+        p2 = scored_by[(tuple(second["models"]), second["rule"])][0]
+        best["runner-up"] = {"models": second["models"], "rule": second["rule"], "score": second["score"]}
+        best["beats runner-up (bootstrap)"] = paired_bootstrap_share(p, p2, y, fams, others)
     return best["models"], spec, choose_thresholds(y, p), table
+
+
+def selection_score(p: np.ndarray, y: np.ndarray, fam_idx: dict, others: np.ndarray, decision: float) -> float:
+    """The selection score of one candidate's P(fake) on (a resample of) the validation files: the mean of the
+    AUCs of the selection families that hold both classes and of the share of other-source reals below
+    `decision`, as choose_ensemble scores it."""
+    from sklearn.metrics import roc_auc_score
+
+    terms = [roc_auc_score(y[idx], p[idx]) for idx in fam_idx.values() if 0 < y[idx].sum() < len(idx)]
+    if others.any() and terms:
+        terms.append(1.0 - float(np.mean(p[others] >= decision)))
+    return float(np.mean(terms)) if terms else float("nan")
+
+
+def paired_bootstrap_share(pa: np.ndarray, pb: np.ndarray, y: np.ndarray, fams: list[str], others: np.ndarray,
+                           n_boot: int = 1000, seed: int = 0) -> float:
+    """The share of paired bootstrap resamples of the validation files (with replacement within each stratum of
+    selection family, label and other-source-real flag; seeded) in which candidate A's selection score is above
+    B's (ties count half). Each keeps its own decision threshold from all the files. Files are resampled one by
+    one, not by group: a reading of how much the choice rests on a few files, not an exact interval."""
+    from train.common import choose_thresholds
+
+    da, db = choose_thresholds(y, pa)["decision"], choose_thresholds(y, pb)["decision"]
+    strata: dict[tuple, list[int]] = {}
+    for i, key in enumerate(zip(fams, y.tolist(), others.tolist())):
+        strata.setdefault(key, []).append(i)
+    rng = np.random.default_rng(seed)
+    wins = 0.0
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(ix, size=len(ix), replace=True) for ix in strata.values()])
+        yy, oo, ff = y[idx], others[idx], [fams[i] for i in idx]
+        fam_idx = {fam: [k for k, x in enumerate(ff) if x == fam] for fam in SELECTION_FAMILIES}
+        sa = selection_score(pa[idx], yy, fam_idx, oo, da)
+        sb = selection_score(pb[idx], yy, fam_idx, oo, db)
+        wins += 1.0 if sa > sb else 0.5 if sa == sb else 0.0
+    return round(wins / n_boot, 3)
 
 
 def fp_rates(files: list[dict], models: list[str], cards: dict, ens_decision: float) -> dict:

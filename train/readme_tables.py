@@ -61,7 +61,13 @@ def tables(weights: Path) -> str:
         out.append(f"| {', '.join(c['models'])} | {c.get('rule', 'mean')} | " + " | ".join(_fmt(c[k]) for k in keys)
                    + f" | {c['score']} |")
     comb = ev.get("combiner") or {"type": "mean"}
-    out += ["", f"Chosen rule: {comb['type']}; thresholds: {ev['thresholds']}", "",
+    margin = ""
+    if best[0].get("beats runner-up (bootstrap)") is not None:
+        ru = best[0]["runner-up"]
+        margin = (f". The chosen candidate scores above the runner-up ({', '.join(ru['models'])}, {ru['rule']}) in "
+                  f"{best[0]['beats runner-up (bootstrap)']:.0%} of 1,000 paired bootstrap resamples of the validation "
+                  f"files.")
+    out += ["", f"Chosen rule: {comb['type']}; thresholds: {ev['thresholds']}{margin}", "",
             json.loads((weights / "ensemble.json").read_text())["scope"]]
     return "\n".join(out)
 

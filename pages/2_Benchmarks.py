@@ -104,7 +104,15 @@ with tab_ours:
                         f"combination rule **{comb['type']}**"
                         + (f" (weights {comb.get('weights')}, bias {comb.get('bias')})" if comb.get("weights") else "")
                         + f"; verdict bands {bands_text(th)}, decision {threshold_text(th.get('decision'))}.")
-            viz.table([{**{k: v for k, v in c.items() if k != "fitted"}, "models": ", ".join(c["models"]),
+            win = next((c for c in ev.get("candidates", []) if c.get("runner-up")), None)
+            if win:
+                ru = win["runner-up"]
+                st.markdown(f"The chosen candidate ({', '.join(win['models'])}, {win['rule']}; score {win['score']}) "
+                            f"scores above the runner-up ({', '.join(ru['models'])}, {ru['rule']}; {ru['score']}) in "
+                            f"{win['beats runner-up (bootstrap)']:.0%} of 1,000 paired bootstrap resamples of the "
+                            "validation files: near 50 % the files barely prefer one to the other.")
+            hidden = ("fitted", "runner-up", "beats runner-up (bootstrap)")
+            viz.table([{**{k: v for k, v in c.items() if k not in hidden}, "models": ", ".join(c["models"]),
                         "fitted weights": None if "fitted" not in c else
                         ", ".join(f"{m} {w:g}" for m, w in c["fitted"]["weights"].items())}
                        for c in ev.get("candidates", [])], numbers=NUM)

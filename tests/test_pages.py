@@ -212,6 +212,8 @@ def test_benchmarks_show_the_shipped_targets_and_ensemble_choice(monkeypatch):
     assert len(candidates) == n + 3 * (2 ** n - 1 - n)
     assert set(candidates["rule"]) == {"mean", "max", "logistic"}
     assert any("How the default ensemble was chosen" in m.value for m in at.markdown)
+    assert "runner-up" not in candidates.columns
+    assert any("paired bootstrap resamples" in m.value and "runner-up" in m.value for m in at.markdown)
     families = next(t for t in tables if "family" in t.columns)
     assert {"DFDC crops", "face-swap videos"} <= set(families["family"])
     assert any("Reliability diagram" in str(c.proto.spec) for c in at.get("plotly_chart"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+import time
 from argparse import Namespace
 
 import numpy as np
@@ -107,25 +108,24 @@ def main(argv=None) -> int:
     card = copy.deepcopy(det_b.card)
     card.name = args.name or card.name
     card.tta = []  # the temperature and thresholds below are of one view; train.calibrate --tta refits them
-    parents = {w: (c.name, c.sha256[:16]) for w, c in (("first", det_a.card), ("second", det_b.card))}
+    first, second = det_a.card, det_b.card
     tried_txt = ", ".join(f"{a:g}: {auc:.4f}" for auc, _, a in sorted(tried, key=lambda t: t[2]))
-    training = dict(card.training)
-    training["init"] = (f"weight average {alpha:g} x {parents['first'][0]} (SHA-256 {parents['first'][1]}...) + "
-                        f"{1 - alpha:g} x {parents['second'][0]} (SHA-256 {parents['second'][1]}...), no further "
-                        f"training; alpha chosen on the validation AUC (one view) among {tried_txt}")
-    training["recipe"] = f"weight average of two checkpoints (train.soup); the second's recipe: {card.training.get('recipe', '')}"
-    training["sources"] = sorted(set(det_a.card.training.get("sources", [])) | set(card.training.get("sources", [])))[:2000]
-    training["averaged_from"] = [det_a.card.training, card.training]
+    card.training = {
+        **second.training,
+        "init": f"weight average {alpha:g} x {first.name} (SHA-256 {first.sha256[:16]}...) + {1 - alpha:g} x "
+                f"{second.name} (SHA-256 {second.sha256[:16]}...), no further training; alpha chosen on the "
+                f"validation AUC (one view) among {tried_txt}",
+        "recipe": "weight average of two checkpoints (train.soup); the parents' recipes below",
+        "sources": sorted(set(first.training.get("sources", [])) | set(second.training.get("sources", [])))[:2000],
+        "parents": [{k: c.training.get(k) for k in ("init", "data", "recipe", "minutes", "counts")}
+                    for c in (first, second)],
+    }
     run = RunDir(args.out, card.name, {"first": args.first, "second": args.second, "alpha": alpha, "tried": tried_txt,
                                        "manifest": args.manifest})
     metrics = final_metrics(lambda s, seed: score({"validation": val_set, "test": test_set}[s], seed),
-                            test_set is not None and len(test_set) > 0, 0.0, device)
-    metrics["train_minutes"] = 0.0
+                            test_set is not None and len(test_set) > 0, time.time(), device)
     fin = Namespace(display_name=card.display_name, name=card.name, task="binary",
-                    terms=card.training.get("terms", ""), ship=args.ship)
-    card.training = {k: v for k, v in training.items() if k != "averaged_from"}
-    card.training["parents"] = [{k: t.get(k) for k in ("init", "data", "recipe", "minutes", "counts")}
-                                for t in training["averaged_from"]]
+                    terms=second.training.get("terms", ""), ship=args.ship)
     finish_run(det, card, run, metrics, fin, f"{card.name} (weight average, alpha {alpha:g})", {},
                "validation/test: crops of the manifest's val/test splits")
     return 0

@@ -748,7 +748,7 @@ def test_selection_reports_how_firmly_the_winner_beats_the_runner_up():
         is_other_source_real,
         paired_bootstrap_share,
         selection_family,
-        selection_score,
+        selection_terms,
     )
 
     rng = np.random.default_rng(1)
@@ -770,7 +770,8 @@ def test_selection_reports_how_firmly_the_winner_beats_the_runner_up():
     others = np.array([is_other_source_real(f) for f in files], bool)
     p = np.array([f["models"]["sharp"] for f in files])
     fam_idx = {fam: [i for i, x in enumerate(fams) if x == fam] for fam in SELECTION_FAMILIES}
-    assert abs(selection_score(p, y, fam_idx, others, th["decision"]) - best["score"]) < 1e-4
+    assert selection_terms(p, y, fam_idx, others)[2] == best["score"]
+    assert abs(selection_terms(p, y, fam_idx, others, th["decision"], ndigits=None)[2] - best["score"]) < 1e-4
     blunt = np.array([f["models"]["blunt"] for f in files])
     assert paired_bootstrap_share(p, blunt, y, fams, others, n_boot=200) >= 0.9
     assert paired_bootstrap_share(blunt, p, y, fams, others, n_boot=200) <= 0.1

@@ -241,18 +241,11 @@ def choose_ensemble(files: list[dict], models: list[str], groups: list[str] | No
             for rule in RULE_ORDER if k > 1 else ("mean",):  # one model: every rule ranks as the model itself
                 p, spec = out_of_fold(probs, y, weights, groups, list(subset), cards, rule)
                 row = {"models": list(subset), "rule": rule}
-                terms = []
-                for fam, idx in fam_idx.items():
-                    scored = [dict(files[i], fake_probability=float(p[i])) for i in idx]
-                    auc, n, n_fake = _auc(scored, "ensemble")
+                fam_auc, flagged, row["score"] = selection_terms(p, y, fam_idx, others)
+                for fam, (auc, n, n_fake) in fam_auc.items():
                     row[f"{fam} AUC"], row[f"{fam} n"], row[f"{fam} fake"] = auc, n, n_fake
-                    if auc is not None:
-                        terms.append(auc)
-                if others.any() and terms:  # share of them under the candidate's own decision threshold
-                    flagged = float(np.mean(p[others] >= choose_thresholds(y, p)["decision"]))
+                if flagged is not None:
                     row["other-source reals n"], row["other-source reals flagged"] = int(others.sum()), flagged
-                    terms.append(1.0 - flagged)
-                row["score"] = round(float(np.mean(terms)), 4) if terms else None
                 if rule == "logistic":
                     row["fitted"] = spec
                 table.append(row)
@@ -269,16 +262,31 @@ def choose_ensemble(files: list[dict], models: list[str], groups: list[str] | No
     return best["models"], spec, choose_thresholds(y, p), table
 
 
-def selection_score(p: np.ndarray, y: np.ndarray, fam_idx: dict, others: np.ndarray, decision: float) -> float:
-    """The selection score of one candidate's P(fake) on (a resample of) the validation files: the mean of the
-    AUCs of the selection families that hold both classes and of the share of other-source reals below
-    `decision`, as choose_ensemble scores it."""
+def selection_terms(p: np.ndarray, y: np.ndarray, fam_idx: dict, others: np.ndarray, decision: float | None = None,
+                    ndigits: int | None = 4) -> tuple[dict, float | None, float | None]:
+    """How choose_ensemble scores one candidate's P(fake) `p` on (a resample of) the validation files: per
+    selection family (AUC or None where it lacks a class, n, n fake); the share of other-source reals at or above
+    the decision threshold (`decision`, default: the candidate's own on these files; None where the files hold
+    none or no family has both classes); and the score, the mean of the AUCs and of 1 - that share. AUCs and
+    score are rounded to `ndigits` (None: not rounded)."""
     from sklearn.metrics import roc_auc_score
 
-    terms = [roc_auc_score(y[idx], p[idx]) for idx in fam_idx.values() if 0 < y[idx].sum() < len(idx)]
+    from train.common import choose_thresholds
+
+    def rnd(x):
+        return round(float(x), ndigits) if ndigits is not None else float(x)
+
+    fams = {}
+    for fam, idx in fam_idx.items():
+        n_fake = int(y[idx].sum())
+        fams[fam] = (rnd(roc_auc_score(y[idx], p[idx])) if 0 < n_fake < len(idx) else None, len(idx), n_fake)
+    terms = [auc for auc, _, _ in fams.values() if auc is not None]
+    flagged = None
     if others.any() and terms:
-        terms.append(1.0 - float(np.mean(p[others] >= decision)))
-    return float(np.mean(terms)) if terms else float("nan")
+        d = choose_thresholds(y, p)["decision"] if decision is None else decision
+        flagged = float(np.mean(p[others] >= d))
+        terms.append(1.0 - flagged)
+    return fams, flagged, rnd(np.mean(terms)) if terms else None
 
 
 def paired_bootstrap_share(pa: np.ndarray, pb: np.ndarray, y: np.ndarray, fams: list[str], others: np.ndarray,
@@ -293,14 +301,15 @@ def paired_bootstrap_share(pa: np.ndarray, pb: np.ndarray, y: np.ndarray, fams: 
     strata: dict[tuple, list[int]] = {}
     for i, key in enumerate(zip(fams, y.tolist(), others.tolist())):
         strata.setdefault(key, []).append(i)
+    fam_arr = np.array(fams)
     rng = np.random.default_rng(seed)
     wins = 0.0
     for _ in range(n_boot):
         idx = np.concatenate([rng.choice(ix, size=len(ix), replace=True) for ix in strata.values()])
-        yy, oo, ff = y[idx], others[idx], [fams[i] for i in idx]
-        fam_idx = {fam: [k for k, x in enumerate(ff) if x == fam] for fam in SELECTION_FAMILIES}
-        sa = selection_score(pa[idx], yy, fam_idx, oo, da)
-        sb = selection_score(pb[idx], yy, fam_idx, oo, db)
+        yy, oo, ff = y[idx], others[idx], fam_arr[idx]
+        fam_idx = {fam: np.flatnonzero(ff == fam) for fam in SELECTION_FAMILIES}
+        sa = selection_terms(pa[idx], yy, fam_idx, oo, da, ndigits=None)[2]
+        sb = selection_terms(pb[idx], yy, fam_idx, oo, db, ndigits=None)[2]
         wins += 1.0 if sa > sb else 0.5 if sa == sb else 0.0
     return round(wins / n_boot, 3)
 

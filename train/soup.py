@@ -28,7 +28,7 @@ import torch.nn as nn
 from core.models.checkpoint import CardError, load_detector
 
 from .common import RunDir, binary_metrics, final_metrics, finish_run, limit_per_group, pick_device, training_rows
-from .train_image import auc_by_dataset, held_out_samples, run_epoch
+from .train_image import auc_by_dataset, by_dataset_text, held_out_samples, run_epoch
 
 # What two checkpoints must share to be averaged: the same network, fed the same way.
 SAME = ("architecture", "config", "input_size", "mean", "std", "interpolation", "classes", "output", "frames", "crop")
@@ -101,8 +101,7 @@ def main(argv=None) -> int:
         auc = binary_metrics(vy, vp)["auc"] or 0.0
         per = auc_by_dataset(np.asarray(vy), np.asarray(vp), val_set.datasets())
         tried.append((auc, -len(tried), alpha))
-        print(f"alpha {alpha:g}: validation AUC {auc:.4f}" + "".join(f"; {n[:24]} {a:.4f}" for n, a in per.items()),
-              file=sys.stderr)
+        print(f"alpha {alpha:g}: validation AUC {auc:.4f}{by_dataset_text(per)}", file=sys.stderr)
     alpha = max(tried)[2]
     det.net.load_state_dict(average_state(state_a, state_b, alpha))
     card = copy.deepcopy(det_b.card)

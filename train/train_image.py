@@ -157,6 +157,11 @@ def auc_by_dataset(y: np.ndarray, p: np.ndarray, datasets: list[str]) -> dict[st
     return out
 
 
+def by_dataset_text(by_dataset: dict[str, float]) -> str:
+    """The per-dataset AUCs for a progress line ("; NAME AUC" each), empty where fewer than two datasets have one."""
+    return "".join(f"; {name[:24]} {a:.4f}" for name, a in by_dataset.items()) if len(by_dataset) > 1 else ""
+
+
 def selection_auc(auc: float, by_dataset: dict[str, float], rule: str) -> float:
     """The figure that picks the kept epoch: the AUC over all validation crops (`auc`), or the mean of the
     per-dataset AUCs (`macro`: a small dataset beside a large one counts as much as it), which is the overall AUC
@@ -336,8 +341,8 @@ def main(argv=None) -> int:
         run.log_epoch({"epoch": epoch, "train_loss": tl, "train_acc": ta, "val_loss": vl, "val_acc": va,
                        "val_auc": auc, "val_auc_by_dataset": by_ds, "val_selection": chosen,
                        "minutes": (time.time() - t0) / 60})
-        per = "".join(f"; {name[:24]} {a:.4f}" for name, a in by_ds.items()) if len(by_ds) > 1 else ""
-        print(f"epoch {epoch}: train loss {tl:.4f} acc {ta:.3f} | val loss {vl:.4f} acc {va:.3f} AUC {auc:.4f}{per} "
+        print(f"epoch {epoch}: train loss {tl:.4f} acc {ta:.3f} | val loss {vl:.4f} acc {va:.3f} AUC {auc:.4f}"
+              f"{by_dataset_text(by_ds)} "
               f"| {(time.time() - t0) / 60:.1f} min", file=sys.stderr)
         if (chosen, -vl) > best:
             best, best_state = (chosen, -vl), {k: v.detach().cpu().clone() for k, v in det.net.state_dict().items()}

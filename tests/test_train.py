@@ -420,6 +420,13 @@ def test_weight_average_of_two_checkpoints(tmp_path, capsys):
     init = det.card.training["init"]
     assert init.startswith("weight average ") and " x a (SHA-256 " in init and " x b (SHA-256 " in init
     assert len(det.card.training["parents"]) == 2 and det.card.calibration["method"] == "temperature"
+    # the training budget counts every stage once: b's card records a's training, the average records both
+    ta, tb, tab = a.card.training, b.card.training, det.card.training
+    assert ta["lineage"] == [] and ta["minutes_total"] == ta["minutes"]
+    assert [s["sha256"] for s in tb["lineage"]] == [a.card.sha256]
+    assert tb["minutes_total"] == pytest.approx(tb["minutes"] + ta["minutes"], abs=0.011)
+    assert [s["sha256"] for s in tab["lineage"]] == [a.card.sha256, b.card.sha256]
+    assert tab["minutes_total"] == pytest.approx(tab["minutes"] + ta["minutes"] + tb["minutes"], abs=0.011)
     kept = 1.0 if init.startswith("weight average 1 x") else 0.5
     want = average_state(sa, sb, kept)
     assert all(torch.equal(v, want[n]) for n, v in det.net.state_dict().items())
@@ -635,6 +642,8 @@ def test_sbi_training_and_temporal_run(tmp_path):
                         "--lr", "1e-3", "--out", str(tmp_path / "runs"), "--ship", str(tmp_path / "w")]) == 0
     det = load_detector(tmp_path / "w" / "temporal-tiny.json")
     assert det.card.kind == "sequence" and det.card.frames == 3 and det.card.input_size == 64
+    enc = load_detector(tmp_path / "w" / "sbi-tiny.json").card
+    assert [s["sha256"] for s in det.card.training["lineage"]] == [enc.sha256]  # its encoder's training counts
     # train.calibrate reproduces the temporal trainer's validation windows (same AUC) and refits its temperature
     assert calibrate([str(tmp_path / "w" / "temporal-tiny.json"), "--manifest", manifest, "--refit"]) == 0
     assert load_detector(tmp_path / "w" / "temporal-tiny.json").card.calibration["fitted_after_training"]

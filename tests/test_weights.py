@@ -58,6 +58,49 @@ def test_card_matches_checkpoint(cards, name):
     assert np.all((p >= 0) & (p <= 1))
 
 
+def budget_minutes(card, shipped: dict) -> float:
+    """All the training behind a shipped card's weights, in minutes: `minutes_total` where the card records its
+    lineage; else its own minutes plus those of a parent that is itself shipped (found by the SHA-256 prefix its
+    init names). A parent that is neither recorded nor shipped fails: its training time is unknown."""
+    t = card.training
+    if "minutes_total" in t:
+        return float(t["minutes_total"])
+    init = t.get("init", "")
+    if not any(w in init for w in ("all weights from", "encoder from", "weight average")):
+        return float(t["minutes"])
+    parents = [c for c in shipped.values() if c is not card and c.sha256[:12] in init]
+    assert len(parents) == 1, f"{card.name} started from a checkpoint whose training its card does not record: {init}"
+    return float(t["minutes"]) + budget_minutes(parents[0], shipped)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_each_shipped_model_trained_within_the_budget(cards, name):
+    """Issue #10: each shipped model trains in at most 90 minutes on the 2-core CPU, all its stages together."""
+    from train.common import TRAINING_BUDGET_MINUTES
+
+    assert budget_minutes(cards[name], cards) <= TRAINING_BUDGET_MINUTES
+
+
+def test_budget_counts_every_stage():
+    """A second stage's minutes count with its first stage's; a card with an unrecorded parent cannot pass."""
+    from train.common import merged_lineage
+
+    def card(name, sha, minutes, **training):
+        return ModelCard(name=name, architecture="image_classifier", config={}, input_size=160, mean=[0.5] * 3,
+                         std=[0.5] * 3, interpolation="bicubic", classes=["real", "fake"], sha256=sha,
+                         training={"minutes": minutes, **training})
+
+    first = card("a", "1" * 64, 60.0, init="ImageNet")
+    second = card("a", "2" * 64, 40.0, init=f"all weights from a (SHA-256 {'1' * 16}...)")
+    assert budget_minutes(second, {"a": first, "b": second}) == 100.0
+    with pytest.raises(AssertionError, match="does not record"):
+        budget_minutes(second, {"b": second})
+    lineage = merged_lineage([first, second, first])  # a weight average of a model and its fine-tune
+    assert [s["minutes"] for s in lineage] == [60.0, 40.0]
+    second.training.update(lineage=lineage[:1], minutes_total=100.0)
+    assert budget_minutes(second, {"b": second}) == 100.0
+
+
 def test_default_ensemble_was_chosen_on_validation_files():
     policy = load_policy([REPO_WEIGHTS])
     assert policy["models"] and set(policy["models"]) <= set(SHIPPED)
@@ -116,3 +159,14 @@ def test_cards_benchmarks_and_readme_agree():
             assert f"{t['value']:.3f}" in readme, t
     policy = load_policy([REPO_WEIGHTS])
     assert policy["scope"] and all(m in policy["scope"] for m in policy["models"])
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_card_text_is_what_the_cards_say(cards, name):
+    """train.card_text writes each card's description and limitations: a card edited by hand, or a text changed
+    without rewriting the cards, would say something that a rebuild does not."""
+    from train.card_text import text
+
+    desc, limitations = text[name]
+    assert cards[name].description == desc
+    assert cards[name].limitations == limitations

@@ -14,7 +14,7 @@ text = {
                "core's detector (a padded second pass for crops the face fills) and cut with core's padded crop "
                "(MTCNN box plus 10 % on every side, 224 px, black where the window leaves the image), scored at 160 px. "
                "Trained with the design's extreme augmentation (JPEG q30-100, blur, noise, downscaling, colour, "
-               "cutout, flips) in two stages: 14 epochs on the real and face-swapped crops, then 3 more (learning "
+               "cutout, flips) in two stages: 10 epochs on the real and face-swapped crops, then 2 more (learning "
                "rate 1e-4, cosine) with FFHQ real photos (train split, cut the same way) among the reals and "
                "mouth-region self-blended pseudo-fakes (the mouth, jaw and lower cheeks of half the real training "
                "crops blended from an altered copy of themselves, as lip-sync and expression reenactment re-render "
@@ -29,10 +29,12 @@ text = {
                 "px; the only sharp, high-resolution faces it saw are 309 FFHQ real photos.",
                 "Trained on tight crops whose borders are black padding; on full video frames the border holds real "
                 "context, a mild shift from training.",
-                "Trained for 88 + 27 minutes on a 2-core CPU, a fraction of the epochs such models usually get. The "
-                "second stage lowered its validation AUC on real swaps (0.948 -> 0.939 with views, on a val split "
-                "that also holds 340 more crops and 65 FFHQ photos) and was shipped because the ensemble selection "
-                "on the validation files preferred it: see the README."]),
+                "Trained for 59 + 17 minutes on a 2-core CPU (75.7 for both stages; the budget is 90), a fraction "
+                "of the epochs such models usually get. The second stage lowered its validation AUC on the known "
+                "swaps (val split, one view: DFDC 0.939 -> 0.924, FF++ Deepfakes 0.818 -> 0.796) and is kept because "
+                "the ensemble selection on the validation files prefers it. An earlier first stage of 88 minutes "
+                "ranked them better (0.947, 0.833) but took 115 minutes with its second stage, over the budget: "
+                "see the README (2026-12-06)."]),
  "swap-sbi": ("Per-face face-swap detector, a second opinion beside face-swap: EfficientNet-Lite0 (ImageNet init) "
               "fine-tuned on the same DFDC and FF++ Deepfakes crops and splits, with self-blended pseudo-fakes of "
               "half the real training crops mixed in as extra fakes (--sbi-extra 0.5: a real face blended into "

@@ -437,17 +437,44 @@ def final_metrics(score, has_test: bool, t0: float, device: torch.device, calibr
     return metrics
 
 
-def finish_run(det, card, run: "RunDir", metrics: dict, args, title: str, training: dict, note: str):
+TRAINING_BUDGET_MINUTES = 90  # issue #10: each shipped model, all its trainings together, on the 2-core CPU
+
+
+def lineage_of(card) -> list[dict]:
+    """The trainings whose result a checkpoint's weights are, oldest first, ending with its own:
+    {name, sha256, minutes} each. A card written before lineages were recorded counts its own training only."""
+    own = {"name": card.name, "sha256": card.sha256, "minutes": float(card.training.get("minutes") or 0.0)}
+    return [*card.training.get("lineage", []), own]
+
+
+def merged_lineage(parents: list) -> list[dict]:
+    """The trainings behind the weights a run starts from (the cards in `parents`), each once (by SHA-256): a weight
+    average of a model and its own fine-tune counts their shared first stage once."""
+    seen, out = set(), []
+    for parent in parents:
+        for step in lineage_of(parent):
+            if step["sha256"] not in seen:
+                seen.add(step["sha256"])
+                out.append(dict(step))
+    return out
+
+
+def finish_run(det, card, run: "RunDir", metrics: dict, args, title: str, training: dict, note: str,
+               parents: list | None = None):
     """Write the run's report files, fill the card (thresholds, training, metrics), save the checkpoint into the
-    run folder, print a one-line summary and copy to --ship. Returns the card path."""
+    run folder, print a one-line summary and copy to --ship. Returns the card path. `parents`: the cards whose
+    weights the run started from; the card then records their trainings (`lineage`) and `minutes_total`, this
+    run's minutes plus theirs, the figure the training budget is about."""
     from core.models import save_checkpoint
 
     run.finish(metrics, title)
     card.display_name = args.display_name or args.name
     card.thresholds = metrics["thresholds"]
     card.calibration = metrics.get("calibration", {})
+    lineage = merged_lineage(parents or [])
     card.training.update({"task": args.task, "terms": args.terms, "device": metrics["device"],
-                          "minutes": metrics["train_minutes"], **training})
+                          "minutes": metrics["train_minutes"], **training, "lineage": lineage,
+                          "minutes_total": round(metrics["train_minutes"] + sum(s["minutes"] for s in lineage), 2)})
     if args.task == "sbi":  # train.calibrate re-makes the held-out pseudo-fakes from these
         card.training.update(sbi_profile=args.sbi_profile, sbi_region=args.sbi_region, landmarks=args.landmarks)
     card.metrics = {k: {m: v[m] for m in ("auc", "accuracy", "n", "confusion_matrix") if m in v}

@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     fin = Namespace(display_name=card.display_name, name=card.name, task="binary",
                     terms=second.training.get("terms", ""), ship=args.ship)
     finish_run(det, card, run, metrics, fin, f"{card.name} (weight average, alpha {alpha:g})", {},
-               "validation/test: crops of the manifest's val/test splits")
+               "validation/test: crops of the manifest's val/test splits", parents=[first, second])
     return 0
 
 

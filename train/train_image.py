@@ -54,8 +54,9 @@ from .sbi import sample_params, self_blend
 NORMALISATION = BACKBONE_NORMALISATION  # timm's pretrained configs: mean, std, interpolation
 
 
-def init_from_checkpoint(net: nn.Module, card_path: str, arch_config: dict) -> str:
-    """Copy every weight of a TBD image checkpoint with the same architecture into `net`; the card's description."""
+def init_from_checkpoint(net: nn.Module, card_path: str, arch_config: dict) -> tuple[str, ModelCard]:
+    """Copy every weight of a TBD image checkpoint with the same architecture into `net`; the description of that
+    start for the card, and the checkpoint's card."""
     try:
         src = load_detector(card_path)
     except CardError as e:
@@ -65,7 +66,7 @@ def init_from_checkpoint(net: nn.Module, card_path: str, arch_config: dict) -> s
         raise InitError(f"--init-from {c.name} is {c.architecture} {c.config}; this run trains image_classifier "
                         f"{arch_config}")
     net.load_state_dict(src.net.state_dict(), strict=True)
-    return f"all weights from {c.name} (SHA-256 {c.sha256[:16]}...; its init: {c.training.get('init', 'unknown')})"
+    return f"all weights from {c.name} (SHA-256 {c.sha256[:16]}...; its init: {c.training.get('init', 'unknown')})", c
 
 
 MESO_ARCHS = ("meso4", "mesoinception4")
@@ -288,11 +289,12 @@ def main(argv=None) -> int:
         if is_swin(args.backbone):  # Swin's window grid is built for one input size
             arch_config["img_size"] = args.size
         net = create_model("image_classifier", drop_rate=0.2, **arch_config)
+    parent = None
     try:
         if args.arch in MESO_ARCHS:
             init_desc = "random initialisation (MesoNet, trained here)"
         elif args.init_from:
-            init_desc = init_from_checkpoint(net, args.init_from, arch_config)
+            init_desc, parent = init_from_checkpoint(net, args.init_from, arch_config)
         else:
             init_desc = init_backbone(net.net, args.backbone, args.init)
     except InitError as e:
@@ -382,7 +384,7 @@ def main(argv=None) -> int:
                   + f", seed {args.seed}" + (", a seed per sample (--workers)" if args.workers else ""),
         "sources": sorted({r["source"] for r in split["train"]})[:2000],
     }, "validation/test: crops of the manifest's val/test splits" +
-        (" with fixed self-blended pseudo-fakes" if args.task == "sbi" else ""))
+        (" with fixed self-blended pseudo-fakes" if args.task == "sbi" else ""), parents=[parent] if parent else [])
     return 0
 
 

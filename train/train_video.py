@@ -132,7 +132,7 @@ def load_encoder_from(net: nn.Module, card_path: str) -> dict:
     missing, unexpected = net.encoder.load_state_dict(enc, strict=False)
     if missing or unexpected:
         raise InitError(f"encoder from {card.name} does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return {"name": card.name, "sha256": card.sha256, "input_size": card.input_size, "mean": card.mean,
+    return {"name": card.name, "sha256": card.sha256, "card": card, "input_size": card.input_size, "mean": card.mean,
             "std": card.std, "interpolation": card.interpolation, "backbone": card.config.get("backbone"),
             "crop": card.crop}
 
@@ -291,7 +291,8 @@ def main(argv=None) -> int:
                   + f", seed {args.seed}" + (", a seed per sample (--workers)" if args.workers else ""),
         "sources": sorted({c["source"] for c in train_set.clips}),
     }, "validation/test: windows of the manifest's val/test clips" +
-        (" and their self-blended versions" if args.task == "sbi" else ""))
+        (" and their self-blended versions" if args.task == "sbi" else ""),
+        parents=[enc["card"]] if args.encoder_from else [])
     return 0
 
 

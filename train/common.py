@@ -440,23 +440,42 @@ def final_metrics(score, has_test: bool, t0: float, device: torch.device, calibr
 TRAINING_BUDGET_MINUTES = 90  # issue #10: each shipped model, all its trainings together, on the 2-core CPU
 
 
-def lineage_of(card) -> list[dict]:
-    """The trainings whose result a checkpoint's weights are, oldest first, ending with its own:
-    {name, sha256, minutes} each. A card written before lineages were recorded counts its own training only."""
+_STARTED_FROM = {"all weights from": 1, "encoder from": 1, "weight average": 2}  # init text -> number of parents
+
+
+def lineage_of(card, known=()) -> list[dict]:
+    """The trainings whose result a checkpoint's weights are, oldest first, ending with its own: {name, sha256,
+    minutes} each. A card written before lineages were recorded has its parents looked up among the `known` cards
+    by the SHA-256 prefix its init names; parents not found there are one step of unknown minutes (None)."""
     own = {"name": card.name, "sha256": card.sha256, "minutes": float(card.training.get("minutes") or 0.0)}
-    return [*card.training.get("lineage", []), own]
+    if "lineage" in card.training:
+        return [*card.training["lineage"], own]
+    init = card.training.get("init", "")
+    n = next((k for w, k in _STARTED_FROM.items() if init.startswith(w)), 0)
+    if not n:
+        return [own]
+    parents = [c for c in known if c is not card and c.sha256 and c.sha256[:12] in init]
+    if len(parents) != n:
+        return [{"name": None, "sha256": None, "minutes": None, "init": init}, own]
+    return [*merged_lineage(parents, known), own]
 
 
-def merged_lineage(parents: list) -> list[dict]:
+def merged_lineage(parents: list, known=()) -> list[dict]:
     """The trainings behind the weights a run starts from (the cards in `parents`), each once (by SHA-256): a weight
     average of a model and its own fine-tune counts their shared first stage once."""
     seen, out = set(), []
     for parent in parents:
-        for step in lineage_of(parent):
-            if step["sha256"] not in seen:
+        for step in lineage_of(parent, known):
+            if step["sha256"] is None or step["sha256"] not in seen:
                 seen.add(step["sha256"])
                 out.append(dict(step))
     return out
+
+
+def total_minutes(steps: list[dict]) -> float | None:
+    """The minutes of these trainings together; None when any is unknown (the budget cannot be checked)."""
+    minutes = [s["minutes"] for s in steps]
+    return None if any(m is None for m in minutes) else round(sum(minutes), 2)
 
 
 def finish_run(det, card, run: "RunDir", metrics: dict, args, title: str, training: dict, note: str,
@@ -474,7 +493,7 @@ def finish_run(det, card, run: "RunDir", metrics: dict, args, title: str, traini
     lineage = merged_lineage(parents or [])
     card.training.update({"task": args.task, "terms": args.terms, "device": metrics["device"],
                           "minutes": metrics["train_minutes"], **training, "lineage": lineage,
-                          "minutes_total": round(metrics["train_minutes"] + sum(s["minutes"] for s in lineage), 2)})
+                          "minutes_total": total_minutes([*lineage, {"minutes": metrics["train_minutes"]}])})
     if args.task == "sbi":  # train.calibrate re-makes the held-out pseudo-fakes from these
         card.training.update(sbi_profile=args.sbi_profile, sbi_region=args.sbi_region, landmarks=args.landmarks)
     card.metrics = {k: {m: v[m] for m in ("auc", "accuracy", "n", "confusion_matrix") if m in v}

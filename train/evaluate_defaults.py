@@ -289,12 +289,23 @@ def selection_terms(p: np.ndarray, y: np.ndarray, fam_idx: dict, others: np.ndar
     return fams, flagged, rnd(np.mean(terms)) if terms else None
 
 
-def paired_bootstrap_share(pa: np.ndarray, pb: np.ndarray, y: np.ndarray, fams: list[str], others: np.ndarray,
-                           n_boot: int = 1000, seed: int = 0) -> float:
-    """The share of paired bootstrap resamples of the validation files (with replacement within each stratum of
-    selection family, label and other-source-real flag; seeded) in which candidate A's selection score is above
-    B's (ties count half). Each keeps its own decision threshold from all the files. Files are resampled one by
-    one, not by group: a reading of how much the choice rests on a few files, not an exact interval."""
+def term_values(fams: dict, flagged: float | None) -> list[float | None]:
+    """selection_terms' result as the score's terms, in order: each selection family's AUC, then the share of
+    other-source reals kept below the decision threshold (None where a term is undefined)."""
+    return [auc for auc, _, _ in fams.values()] + [None if flagged is None else 1.0 - flagged]
+
+
+def term_names() -> list[str]:
+    return [f"{fam} AUC" for fam in SELECTION_FAMILIES] + ["other-source reals kept"]
+
+
+def paired_bootstrap_terms(pa: np.ndarray, pb: np.ndarray, y: np.ndarray, fams: list[str], others: np.ndarray,
+                           n_boot: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Paired bootstrap resamples of the validation files (with replacement within each stratum of selection
+    family, label and other-source-real flag; seeded): for each resample, candidate A's and B's score terms
+    (`term_names()` then the score; NaN where undefined), as two (n_boot, terms + 1) arrays. Each keeps its own
+    decision threshold from all the files. Files are resampled one by one, not by group: a reading of how much a
+    comparison rests on a few files, not an exact interval."""
     from train.common import choose_thresholds
 
     da, db = choose_thresholds(y, pa)["decision"], choose_thresholds(y, pb)["decision"]
@@ -303,15 +314,35 @@ def paired_bootstrap_share(pa: np.ndarray, pb: np.ndarray, y: np.ndarray, fams: 
         strata.setdefault(key, []).append(i)
     fam_arr = np.array(fams)
     rng = np.random.default_rng(seed)
-    wins = 0.0
+    out_a, out_b = [], []
     for _ in range(n_boot):
         idx = np.concatenate([rng.choice(ix, size=len(ix), replace=True) for ix in strata.values()])
         yy, oo, ff = y[idx], others[idx], fam_arr[idx]
         fam_idx = {fam: np.flatnonzero(ff == fam) for fam in SELECTION_FAMILIES}
-        sa = selection_terms(pa[idx], yy, fam_idx, oo, da, ndigits=None)[2]
-        sb = selection_terms(pb[idx], yy, fam_idx, oo, db, ndigits=None)[2]
-        wins += 1.0 if sa > sb else 0.5 if sa == sb else 0.0
-    return round(wins / n_boot, 3)
+        for p, d, out in ((pa, da, out_a), (pb, db, out_b)):
+            fam_auc, flagged, score = selection_terms(p[idx], yy, fam_idx, oo, d, ndigits=None)
+            out.append([np.nan if v is None else v for v in term_values(fam_auc, flagged) + [score]])
+    return np.array(out_a, float), np.array(out_b, float)
+
+
+def paired_bootstrap_share(pa: np.ndarray, pb: np.ndarray, y: np.ndarray, fams: list[str], others: np.ndarray,
+                           n_boot: int = 1000, seed: int = 0) -> float:
+    """The share of paired bootstrap resamples (`paired_bootstrap_terms`) in which candidate A's selection score
+    is above B's (ties count half)."""
+    a, b = paired_bootstrap_terms(pa, pb, y, fams, others, n_boot, seed)
+    sa, sb = a[:, -1], b[:, -1]
+    return round(float(np.mean(np.where(sa > sb, 1.0, np.where(sa == sb, 0.5, 0.0)))), 3)
+
+
+def write_val_scores(dest: Path, res_val: dict, group_of: dict, weights: Path) -> None:
+    """The validation files' per-model P(fake), their groups, the weights folder and the ensemble in force."""
+    policy = json.loads((weights / "ensemble.json").read_text()) if (weights / "ensemble.json").exists() else {}
+    files = [{k: f[k] for k in ("path", "label", "media", "dataset", "models")} | {"group": group_of.get(f["path"], f["path"])}
+             for f in res_val["files"]]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps({"weights": str(weights.resolve()), "model_versions": res_val["model_versions"],
+                                "ensemble": {"models": policy.get("models"), "combiner": policy.get("combiner")},
+                                "files": files}, indent=1) + "\n")
 
 
 def fp_rates(files: list[dict], models: list[str], cards: dict, ens_decision: float) -> dict:
@@ -475,6 +506,8 @@ def main(argv=None) -> int:
     ap.add_argument("--selection-only", action="store_true",
                     help="stop after the ensemble selection on the validation files (a candidate's test files are "
                          "read only if it wins there); prints the best candidates")
+    ap.add_argument("--val-scores", help="also write every model's P(fake) on each validation file (with its group "
+                    "and the ensemble in force) to this JSON file, for train.compare_versions")
     ap.add_argument("--targets-only", action="store_true",
                     help="recompute the targets table of an existing weights/benchmarks.json (no model is run)")
     args = ap.parse_args(argv)
@@ -516,6 +549,8 @@ def main(argv=None) -> int:
         an = Analyzer(models=ours, dirs=[weights])
         res_val = evaluate_csv(val_csv, an, frames=args.frames, desc="validation")
         group_of = {str((data / r["path"]).resolve()): _group(r) for r in val_rows}
+        if args.val_scores:
+            write_val_scores(Path(args.val_scores), res_val, group_of, weights)
         chosen, combiner, thresholds, table = choose_ensemble(
             res_val["files"], ours, [group_of.get(f["path"], f["path"]) for f in res_val["files"]], an.cards)
         policy_path = weights / "ensemble.json"

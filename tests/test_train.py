@@ -1246,3 +1246,59 @@ def test_selection_only_chooses_on_validation_files_and_reads_no_test_file(tmp_p
     policy = json.loads((cand / "ensemble.json").read_text())
     assert policy["chosen_on"]["n"] > 100 and policy["models"] == printed[0]["models"]
     assert all((cand / f).read_bytes() == b for f, b in before.items())
+
+
+def _version_scores(tmp_path, name, g_of):
+    """A --val-scores file: members "s" and "g" under max; g's score per file from g_of(kind, y, base)."""
+    rng = np.random.default_rng(3)
+    files = []
+    for i in range(60):
+        y = i % 2
+        for kind, path in (("video", "v/{i}.mp4"), ("gan", "ffhq_vs_stylegan2/x/{i}.jpg"),
+                           ("crop", "i-Shreyansh__DeepFake-Detection/faces_224/{i}.jpg")):
+            base = 0.2 + 0.5 * y + rng.uniform(-0.1, 0.1)
+            f = _file("fake" if y else "real", "video" if kind == "video" else "image", path.format(i=i),
+                      s=base if kind != "gan" else 0.1, g=g_of(kind, y, base))
+            files.append(f | {"group": f["path"]})
+        if i < 30:  # other-source reals: CelebA-HQ photos
+            base = 0.15 + rng.uniform(-0.05, 0.05)
+            f = _file("real", "image", f"celeba/{i}.jpg", s=base, g=g_of("celeba", 0, base))
+            f["dataset"] = "CelebA-HQ (StarGAN v2 representative images)"
+            files.append(f | {"group": f["path"]})
+    return {"weights": str(tmp_path), "model_versions": {"s": "1", "g": name},
+            "ensemble": {"models": ["s", "g"], "combiner": {"type": "max"}}, "files": files}
+
+
+def test_a_retrained_member_replaces_its_version_only_when_it_helps_and_harms_nothing_visible(tmp_path):
+    """train.compare_versions: a candidate that stops flagging other-source reals and ranks the rest as well
+    replaces the shipped version; one that does so but reverses the GAN faces does not (that term's interval lies
+    below zero); one that changes nothing does not (its target is not better); different files are an error."""
+    from train.compare_versions import compare, main
+
+    def shipped_g(kind, y, base):
+        return {"gan": 0.2 + 0.6 * y, "celeba": 0.95}.get(kind, 0.05)
+
+    def calm_g(kind, y, base):
+        return 0.05 if kind == "celeba" else shipped_g(kind, y, base)
+
+    def broken_g(kind, y, base):
+        return 0.8 - 0.6 * y if kind == "gan" else calm_g(kind, y, base)
+
+    shipped = _version_scores(tmp_path, "old", shipped_g)
+    good = compare(shipped, _version_scores(tmp_path, "new", calm_g), "other-source reals kept", n_boot=200)
+    assert good["target improved"] and good["worse beyond noise"] == [] and good["replace"]
+    kept = next(r for r in good["terms"] if r["term"] == "other-source reals kept")
+    assert kept["shipped"] < kept["candidate"] == 1.0 and kept["ci95"][0] > 0
+    bad = compare(shipped, _version_scores(tmp_path, "bad", broken_g), "other-source reals kept", n_boot=200)
+    assert bad["target improved"] and bad["worse beyond noise"] == ["GAN faces (FFHQ vs StyleGAN2) AUC"]
+    assert not bad["replace"]
+    same = compare(shipped, _version_scores(tmp_path, "same", shipped_g), "other-source reals kept", n_boot=200)
+    assert not same["target improved"] and not same["replace"]
+    other = _version_scores(tmp_path, "new", calm_g)
+    other["files"] = other["files"][1:]
+    with pytest.raises(ValueError, match="different validation files"):
+        compare(shipped, other, "other-source reals kept")
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(shipped))
+    b.write_text(json.dumps(shipped))
+    assert main([str(a), str(b), "--member", "g", "--target", "other-source reals kept"]) == 2  # same sha256

@@ -91,6 +91,14 @@ def vote(p: float, decision: float) -> str:
     return "fake" if p >= decision else "real"
 
 
+def voted_band(p: float, th: dict, fake_votes: int, real_votes: int) -> str:
+    """The verdict: the band of `p`, made "uncertain" where most members vote against that band."""
+    verdict = band(p, th["real_below"], th["fake_above"])
+    if (verdict == "fake" and real_votes > fake_votes) or (verdict == "real" and fake_votes > real_votes):
+        return "uncertain"
+    return verdict
+
+
 def aggregate_track(face_probs: list[float]) -> float:
     """A frame model's score for a track: the mean of its per-face probabilities."""
     return float(np.mean(face_probs))
@@ -184,12 +192,11 @@ def combine(model_probs: dict[str, float | None], cards: dict, policy: dict | No
     what = {"mean": "mean P(fake)", "max": "highest P(fake)", "logistic": "stacked P(fake)"}[spec["type"]]
     fake_votes = sum(1 for m in members if vote(model_probs[m], cards[m].thresholds.get("decision", 0.5)) == "fake")
     real_votes = len(members) - fake_votes
-    verdict = band(p, th["real_below"], th["fake_above"])
+    banded, verdict = band(p, th["real_below"], th["fake_above"]), voted_band(p, th, fake_votes, real_votes)
     reason = f"{what} {p:.2f} is in the {verdict} band"
-    if verdict == "fake" and real_votes > fake_votes:
-        verdict, reason = "uncertain", f"{what} {p:.2f} says fake but {real_votes} of {len(members)} models vote real"
-    elif verdict == "real" and fake_votes > real_votes:
-        verdict, reason = "uncertain", f"{what} {p:.2f} says real but {fake_votes} of {len(members)} models vote fake"
+    if verdict != banded:
+        against, side = (real_votes, "real") if banded == "fake" else (fake_votes, "fake")
+        reason = f"{what} {p:.2f} says {banded} but {against} of {len(members)} models vote {side}"
     missing = [m for m in (policy or {}).get("models") or [] if m in model_probs and m not in members]
     if missing and (policy or {}).get("combiner", {}).get("type", "mean") != "mean":
         reason += f" ({', '.join(missing)} failed: mean of the others instead of the {policy['combiner']['type']} rule)"

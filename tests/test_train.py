@@ -753,6 +753,7 @@ def test_selection_reports_how_firmly_the_winner_beats_the_runner_up():
     score is above it; the fast score the bootstrap uses reproduces the table's; a candidate against itself ties."""
     from train.evaluate_defaults import (
         SELECTION_FAMILIES,
+        called_fake,
         choose_ensemble,
         is_other_source_real,
         paired_bootstrap_share,
@@ -779,8 +780,10 @@ def test_selection_reports_how_firmly_the_winner_beats_the_runner_up():
     others = np.array([is_other_source_real(f) for f in files], bool)
     p = np.array([f["models"]["sharp"] for f in files])
     fam_idx = {fam: [i for i, x in enumerate(fams) if x == fam] for fam in SELECTION_FAMILIES}
-    assert selection_terms(p, y, fam_idx, others)[2] == best["score"]
-    assert abs(selection_terms(p, y, fam_idx, others, th["decision"], ndigits=None)[2] - best["score"]) < 1e-4
+    called = called_fake(p, p[:, None], [0.5], th)  # no cards here: every member votes at 0.5, as core does
+    assert selection_terms(p, y, fam_idx, others, called=called)[-1] == best["score"]
+    assert abs(selection_terms(p, y, fam_idx, others, th["decision"], ndigits=None, called=called)[-1]
+               - best["score"]) < 1e-4
     blunt = np.array([f["models"]["blunt"] for f in files])
     assert paired_bootstrap_share(p, blunt, y, fams, others, n_boot=200) >= 0.9
     assert paired_bootstrap_share(blunt, p, y, fams, others, n_boot=200) <= 0.1
@@ -1302,3 +1305,30 @@ def test_a_retrained_member_replaces_its_version_only_when_it_helps_and_harms_no
     a.write_text(json.dumps(shipped))
     b.write_text(json.dumps(shipped))
     assert main([str(a), str(b), "--member", "g", "--target", "other-source reals kept"]) == 2  # same sha256
+
+
+def test_selection_counts_fakes_the_verdict_calls_fake():
+    """The verdict term: a file whose combined P(fake) is in the fake band but most of whose members vote real is
+    not called fake (core's rule); two specialists, each catching one family, under the max keep their fakes
+    called fake, while adding a third member that votes real on both leaves them uncertain under the mean, and the
+    table shows it."""
+    from train.evaluate_defaults import called_fake, choose_ensemble
+
+    th = {"real_below": 0.2, "decision": 0.5, "fake_above": 0.6}
+    probs = np.array([[0.9, 0.1, 0.1], [0.9, 0.9, 0.1], [0.1, 0.1, 0.1]])
+    assert called_fake(np.array([0.7, 0.7, 0.7]), probs, [0.5, 0.5, 0.5], th).tolist() == [False, True, False]
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(40):
+        y = i % 2
+        for fam, path in (("gan", "ffhq_vs_stylegan2/x/{i}.jpg"), ("crop", "i-Shreyansh__DeepFake-Detection/faces_224/{i}.jpg")):
+            hit = 0.15 + 0.7 * y + rng.uniform(-0.05, 0.05)
+            miss = 0.1 + rng.uniform(-0.05, 0.05)
+            files.append(_file("fake" if y else "real", "image", path.format(i=i),
+                               gan=hit if fam == "gan" else miss, swap=hit if fam == "crop" else miss,
+                               quiet=0.1 + 0.02 * y + rng.uniform(-0.05, 0.05)))
+    chosen, combiner, _, table = choose_ensemble(files, ["gan", "swap", "quiet"])
+    row = {(tuple(r["models"]), r["rule"]): r for r in table}
+    assert row[(("gan", "swap"), "max")]["fakes called fake"] == 1.0
+    assert row[(("gan", "swap", "quiet"), "mean")]["fakes called fake"] == 0.0
+    assert chosen == ["gan", "swap"] and combiner["type"] == "max"

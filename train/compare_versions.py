@@ -3,7 +3,8 @@
 The default ensemble (members and combination rule of the shipped weights/ensemble.json) is scored with each
 version of the member in turn, term by term as the ensemble selection scores a candidate
 (train.evaluate_defaults.selection_terms: the AUC on validation videos, on GAN faces, on face-swap crops, and the
-share of other-source real faces kept below the decision threshold), and each term's difference (candidate minus
+share of other-source real faces kept below the decision threshold, the share of fakes the verdict calls fake),
+and each term's difference (candidate minus
 shipped) gets a paired bootstrap 95 % interval.
 
 The rule (written on 2026-12-07, before that day's gan-face candidate was scored; train.evaluate_defaults then
@@ -30,9 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from core.models.checkpoint import ModelCard, discover_models
+from train.common import choose_thresholds
 from train.evaluate_defaults import (
     SELECTION_FAMILIES,
+    called_fake,
     is_other_source_real,
+    member_decision,
     paired_bootstrap_terms,
     selection_family,
     selection_terms,
@@ -51,7 +55,9 @@ def ensemble_scores(scores: dict, members: list[str], rule: str) -> tuple[np.nda
     fams = [selection_family(f) for f in files]
     probs = np.array([[f["models"][m] for m in members] for f in files], float)
     p, _ = out_of_fold(probs, y, family_weights(fams, y), [f["group"] for f in files], members, cards, rule)
-    return p, {"y": y, "fams": fams, "others": np.array([is_other_source_real(f) for f in files], bool)}
+    called = called_fake(p, probs, [member_decision(cards, m) for m in members], choose_thresholds(y, p))
+    return p, {"y": y, "fams": fams, "others": np.array([is_other_source_real(f) for f in files], bool),
+               "called": called}
 
 
 def compare(shipped: dict, candidate: dict, target: str, n_boot: int = 2000, seed: int = 0) -> dict:
@@ -68,14 +74,14 @@ def compare(shipped: dict, candidate: dict, target: str, n_boot: int = 2000, see
             if all(a["models"].get(m) is not None and b["models"].get(m) is not None for m in members)]
     shipped, candidate = ({**s, "files": [s["files"][i] for i in keep]} for s in (shipped, candidate))
     pa, sel = ensemble_scores(candidate, members, rule)
-    pb, _ = ensemble_scores(shipped, members, rule)
+    pb, sel_b = ensemble_scores(shipped, members, rule)
     y, fams, others = sel["y"], sel["fams"], sel["others"]
     fam_idx = {fam: [i for i, x in enumerate(fams) if x == fam] for fam in SELECTION_FAMILIES}
     point = {}
-    for who, p in (("candidate", pa), ("shipped", pb)):
-        fam_auc, flagged, score = selection_terms(p, y, fam_idx, others, ndigits=None)
-        point[who] = term_values(fam_auc, flagged) + [score]
-    a, b = paired_bootstrap_terms(pa, pb, y, fams, others, n_boot, seed)
+    for who, p, c in (("candidate", pa, sel["called"]), ("shipped", pb, sel_b["called"])):
+        fam_auc, flagged, share, score = selection_terms(p, y, fam_idx, others, ndigits=None, called=c)
+        point[who] = term_values(fam_auc, flagged, share) + [score]
+    a, b = paired_bootstrap_terms(pa, pb, y, fams, others, n_boot, seed, sel["called"], sel_b["called"])
     rows = []
     for j, name in enumerate(names + ["score"]):
         ca, sb = point["candidate"][j], point["shipped"][j]

@@ -217,8 +217,11 @@ def choose_ensemble(files: list[dict], models: list[str], groups: list[str] | No
     core.ensemble (mean, max, logistic stacking; train.stacking), the one whose combined P(fake) has the best score:
     the mean of its AUC on each selection family (validation videos, GAN-face images, face-swap crops) and of the
     share of other-source real faces (`is_other_source_real`) it scores below its own decision threshold (the
-    false-positive target; that term is left out when the files hold none). The logistic rule is scored out of
-    fold; ties: fewer models, then the simpler rule. Returns (models, combiner, thresholds, table); the thresholds
+    false-positive target; that term is left out when the files hold none) and of the share of each family's fakes
+    its verdict calls fake (its bands from these files and its members' votes, as core gives the verdict:
+    `called_fake`; since 2026-12-07, so that an ensemble whose verdict leaves the fakes one specialist recognises
+    `uncertain` cannot win on rankings alone). The logistic rule is scored out of fold; ties: fewer models, then
+    the simpler rule. Returns (models, combiner, thresholds, table); the thresholds
     come from the same files (out-of-fold scores for the logistic rule)."""
     from itertools import combinations
 
@@ -241,7 +244,9 @@ def choose_ensemble(files: list[dict], models: list[str], groups: list[str] | No
             for rule in RULE_ORDER if k > 1 else ("mean",):  # one model: every rule ranks as the model itself
                 p, spec = out_of_fold(probs, y, weights, groups, list(subset), cards, rule)
                 row = {"models": list(subset), "rule": rule}
-                fam_auc, flagged, row["score"] = selection_terms(p, y, fam_idx, others)
+                called = called_fake(p, probs, [member_decision(cards, m) for m in subset], choose_thresholds(y, p))
+                fam_auc, flagged, share, row["score"] = selection_terms(p, y, fam_idx, others, called=called)
+                row["fakes called fake"] = share
                 for fam, (auc, n, n_fake) in fam_auc.items():
                     row[f"{fam} AUC"], row[f"{fam} n"], row[f"{fam} fake"] = auc, n, n_fake
                 if flagged is not None:
@@ -249,26 +254,46 @@ def choose_ensemble(files: list[dict], models: list[str], groups: list[str] | No
                 if rule == "logistic":
                     row["fitted"] = spec
                 table.append(row)
-                scored_by[(subset, rule)] = (p, spec)
+                scored_by[(subset, rule)] = (p, spec, called)
     ranked = sorted((r for r in table if r["score"] is not None),
                     key=lambda r: (r["score"], -len(r["models"]), -RULE_ORDER.index(r["rule"])), reverse=True)
     best = ranked[0]
-    p, spec = scored_by[(tuple(best["models"]), best["rule"])]
+    p, spec, called = scored_by[(tuple(best["models"]), best["rule"])]
     if len(ranked) > 1:  # how firmly the validation files prefer the winner to the runner-up
         second = ranked[1]
-        p2 = scored_by[(tuple(second["models"]), second["rule"])][0]
+        p2, _, called2 = scored_by[(tuple(second["models"]), second["rule"])]
         best["runner-up"] = {"models": second["models"], "rule": second["rule"], "score": second["score"]}
-        best["beats runner-up (bootstrap)"] = paired_bootstrap_share(p, p2, y, fams, others)
+        best["beats runner-up (bootstrap)"] = paired_bootstrap_share(p, p2, y, fams, others, called_a=called,
+                                                                     called_b=called2)
     return best["models"], spec, choose_thresholds(y, p), table
 
 
+def member_decision(cards: dict, name: str) -> float:
+    """A member's own decision threshold (its vote), as core.ensemble reads it (0.5 where the card sets none)."""
+    card = cards.get(name)
+    return float(card.thresholds.get("decision", 0.5)) if card is not None else 0.5
+
+
+def called_fake(p: np.ndarray, probs: np.ndarray, decisions: list[float], th: dict) -> np.ndarray:
+    """Whether the verdict core gives (core.ensemble.voted_band: the band of the combined P(fake) `p` under the
+    thresholds `th`, uncertain where most members vote against it) is "fake", file by file; `probs` holds one
+    column per member."""
+    from core.ensemble import voted_band
+
+    fake_votes = (np.asarray(probs, float) >= np.asarray(decisions, float)[None, :]).sum(axis=1)
+    n = np.asarray(probs).shape[1]
+    return np.array([voted_band(float(q), th, int(f), n - int(f)) == "fake" for q, f in zip(p, fake_votes)], bool)
+
+
 def selection_terms(p: np.ndarray, y: np.ndarray, fam_idx: dict, others: np.ndarray, decision: float | None = None,
-                    ndigits: int | None = 4) -> tuple[dict, float | None, float | None]:
+                    ndigits: int | None = 4, called: np.ndarray | None = None) -> tuple:
     """How choose_ensemble scores one candidate's P(fake) `p` on (a resample of) the validation files: per
     selection family (AUC or None where it lacks a class, n, n fake); the share of other-source reals at or above
     the decision threshold (`decision`, default: the candidate's own on these files; None where the files hold
-    none or no family has both classes); and the score, the mean of the AUCs and of 1 - that share. AUCs and
-    score are rounded to `ndigits` (None: not rounded)."""
+    none or no family has both classes); the share of fakes the verdict calls fake (`called`: one flag per file,
+    `called_fake`), averaged over the selection families that hold fakes (None without `called`); and the score,
+    the mean of the AUCs, of 1 - the flagged share and of the called share. Returns (families, flagged, called
+    share, score); AUCs, shares and score are rounded to `ndigits` (None: not rounded)."""
     from sklearn.metrics import roc_auc_score
 
     from train.common import choose_thresholds
@@ -281,31 +306,40 @@ def selection_terms(p: np.ndarray, y: np.ndarray, fam_idx: dict, others: np.ndar
         n_fake = int(y[idx].sum())
         fams[fam] = (rnd(roc_auc_score(y[idx], p[idx])) if 0 < n_fake < len(idx) else None, len(idx), n_fake)
     terms = [auc for auc, _, _ in fams.values() if auc is not None]
-    flagged = None
+    flagged = share = None
     if others.any() and terms:
         d = choose_thresholds(y, p)["decision"] if decision is None else decision
         flagged = float(np.mean(p[others] >= d))
         terms.append(1.0 - flagged)
-    return fams, flagged, rnd(np.mean(terms)) if terms else None
+    if called is not None and terms:
+        per = [float(np.mean(called[np.asarray(idx, int)][y[np.asarray(idx, int)] == 1]))
+               for idx in fam_idx.values() if int(y[idx].sum()) > 0]
+        if per:
+            share = rnd(np.mean(per))
+            terms.append(share)
+    return fams, flagged, share, rnd(np.mean(terms)) if terms else None
 
 
-def term_values(fams: dict, flagged: float | None) -> list[float | None]:
-    """selection_terms' result as the score's terms, in order: each selection family's AUC, then the share of
-    other-source reals kept below the decision threshold (None where a term is undefined)."""
-    return [auc for auc, _, _ in fams.values()] + [None if flagged is None else 1.0 - flagged]
+def term_values(fams: dict, flagged: float | None, share: float | None = None) -> list[float | None]:
+    """selection_terms' result as the score's terms, in order: each selection family's AUC, the share of
+    other-source reals kept below the decision threshold, and the share of fakes the verdict calls fake (None
+    where a term is undefined)."""
+    return [auc for auc, _, _ in fams.values()] + [None if flagged is None else 1.0 - flagged, share]
 
 
 def term_names() -> list[str]:
-    return [f"{fam} AUC" for fam in SELECTION_FAMILIES] + ["other-source reals kept"]
+    return [f"{fam} AUC" for fam in SELECTION_FAMILIES] + ["other-source reals kept", "fakes called fake"]
 
 
 def paired_bootstrap_terms(pa: np.ndarray, pb: np.ndarray, y: np.ndarray, fams: list[str], others: np.ndarray,
-                           n_boot: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                           n_boot: int = 1000, seed: int = 0, called_a: np.ndarray | None = None,
+                           called_b: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Paired bootstrap resamples of the validation files (with replacement within each stratum of selection
     family, label and other-source-real flag; seeded): for each resample, candidate A's and B's score terms
     (`term_names()` then the score; NaN where undefined), as two (n_boot, terms + 1) arrays. Each keeps its own
     decision threshold from all the files. Files are resampled one by one, not by group: a reading of how much a
-    comparison rests on a few files, not an exact interval."""
+    comparison rests on a few files, not an exact interval. `called_a` / `called_b`: each file's verdict flag
+    (`called_fake`, from all the files' bands), resampled with the files."""
     from train.common import choose_thresholds
 
     da, db = choose_thresholds(y, pa)["decision"], choose_thresholds(y, pb)["decision"]
@@ -319,17 +353,19 @@ def paired_bootstrap_terms(pa: np.ndarray, pb: np.ndarray, y: np.ndarray, fams: 
         idx = np.concatenate([rng.choice(ix, size=len(ix), replace=True) for ix in strata.values()])
         yy, oo, ff = y[idx], others[idx], fam_arr[idx]
         fam_idx = {fam: np.flatnonzero(ff == fam) for fam in SELECTION_FAMILIES}
-        for p, d, out in ((pa, da, out_a), (pb, db, out_b)):
-            fam_auc, flagged, score = selection_terms(p[idx], yy, fam_idx, oo, d, ndigits=None)
-            out.append([np.nan if v is None else v for v in term_values(fam_auc, flagged) + [score]])
+        for p, d, c, out in ((pa, da, called_a, out_a), (pb, db, called_b, out_b)):
+            fam_auc, flagged, share, score = selection_terms(p[idx], yy, fam_idx, oo, d, ndigits=None,
+                                                             called=None if c is None else c[idx])
+            out.append([np.nan if v is None else v for v in term_values(fam_auc, flagged, share) + [score]])
     return np.array(out_a, float), np.array(out_b, float)
 
 
 def paired_bootstrap_share(pa: np.ndarray, pb: np.ndarray, y: np.ndarray, fams: list[str], others: np.ndarray,
-                           n_boot: int = 1000, seed: int = 0) -> float:
+                           n_boot: int = 1000, seed: int = 0, called_a: np.ndarray | None = None,
+                           called_b: np.ndarray | None = None) -> float:
     """The share of paired bootstrap resamples (`paired_bootstrap_terms`) in which candidate A's selection score
     is above B's (ties count half)."""
-    a, b = paired_bootstrap_terms(pa, pb, y, fams, others, n_boot, seed)
+    a, b = paired_bootstrap_terms(pa, pb, y, fams, others, n_boot, seed, called_a, called_b)
     sa, sb = a[:, -1], b[:, -1]
     return round(float(np.mean(np.where(sa > sb, 1.0, np.where(sa == sb, 0.5, 0.0)))), 3)
 
@@ -562,7 +598,8 @@ def main(argv=None) -> int:
                     "stacking with non-negative weights fitted on these files, scored out of 5 grouped folds); best "
                     "score: the mean of the AUCs on validation videos, GAN faces and face-swap crops and of the share "
                     "of real faces from other sources (CelebA-HQ, press photos, real videos) below the candidate's "
-                    "decision threshold (ties: fewer models, then the simpler rule); thresholds on the same files "
+                    "decision threshold and of the share of each family's fakes its verdict (bands and member votes) "
+                    "calls fake (ties: fewer models, then the simpler rule); thresholds on the same files "
                     "(out-of-fold scores for the logistic rule): "
                     "decision maximises balanced accuracy, fake_above keeps real-as-fake <= 5 %, real_below keeps "
                     "fake-as-real <= 5 %",

@@ -50,17 +50,18 @@ W=${W:-weights}
 #    re-encoded as JPEG so the classes' different compression histories (FFHQ ~q75, StyleGAN2 ~q95 before the q90
 #    re-save) stop separating them; real faces from video frames and face-swap sets (at most 6 per group) keep
 #    "not FFHQ" from meaning "fake". Wide crops (margin 0.6, 320 px, scored at 224): on the ensemble validation
-#    files they ranked better than face-only crops. The shipped run planned 12 epochs and its 15-minute stop ended it
-#    after 10 (16.7 minutes there); the learning rate is constant, so 10 epochs reproduce it on any machine, with a
-#    45-minute guard (a slower machine here ran 4 minutes an epoch).
+#    files they ranked better than face-only crops. A third of the crops of both classes get a super-resolved look
+#    (--sr-look 0.3: shrunk 2.5-4x, JPEG q60-90, upscaled bicubic, sharpened), so an upscaled real photo such as
+#    CelebA-HQ's is no evidence either way (shipped 2026-12-07 by train.compare_versions; README). 10 epochs with a
+#    constant learning rate, best validation epoch kept (16.9 minutes here), with a 45-minute guard.
 $PY -m train.train_image --manifest "$FACES/gan-wide/manifest.csv" --manifest "$FACES/real-wide/manifest.csv" \
     --manifest "$FACES/ffreal-wide/manifest.csv" --manifest "$FACES/dfdcreal-wide/manifest.csv" --task binary \
     --name gan-face --display-name "GAN face (EfficientNet-Lite0)" --backbone tf_efficientnet_lite0 \
     --init imagenet-lite0 --size 224 --epochs 10 --batch 32 --lr 3e-4 --final-jpeg 60 95 --max-per-group 6 \
-    --max-minutes 45 --out "$OUT" --ship "$W" \
+    --sr-look 0.3 --max-minutes 45 --out "$OUT" --ship "$W" \
     --data-desc "FFHQ, frames of real talking-face clips, and real DFDC and FF++ face crops (real) vs thispersondoesnotexist.com StyleGAN2 (fake) wide face crops (margin 0.6), train splits" \
     --terms "FFHQ CC BY-NC-SA 4.0, StyleGAN2 outputs, MEAD/VoxCeleb/StyleTalk samples, DFDC and FaceForensics++ crops: research and non-commercial use only"
-#    Scored with its mirror image too (val AUC 0.9928 -> 0.9944), the temperature refitted on those scores.
+#    Scored with its mirror image too (val AUC 0.9958 -> 0.9979), the temperature refitted on those scores.
 $PY -m train.calibrate "$W/gan-face.json" --manifest "$FACES/gan-wide/manifest.csv" \
     --manifest "$FACES/real-wide/manifest.csv" --manifest "$FACES/ffreal-wide/manifest.csv" \
     --manifest "$FACES/dfdcreal-wide/manifest.csv" --max-per-group 6 --refit --tta hflip

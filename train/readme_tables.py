@@ -54,7 +54,7 @@ def tables(weights: Path) -> str:
                    f"{cal.get('ece_test', '-')} | " + " | ".join(eces) + " |")
     ev = b["ensemble_validation"]
     best = sorted(ev["candidates"], key=lambda c: -(c["score"] or 0))[:5]
-    keys = [k for k in best[0] if k.endswith(" AUC") or k == "other-source reals flagged"]
+    keys = [k for k in best[0] if k.endswith(" AUC") or k in ("other-source reals flagged", "fakes called fake")]
     out += ["", "| ensemble candidate (top 5 of " + str(len(ev["candidates"])) + ") | rule | " + " | ".join(keys)
             + " | score |", "|---|---|" + "---|" * (len(keys) + 1)]
     for c in best:

@@ -437,10 +437,10 @@ class Analyzer:
                 p = deciding["fake_probability"].get(name)
                 if p is not None:
                     model_out[name]["fake_probability"] = p
-                    model_out[name]["vote"] = ensemble.vote(p, self.cards[name].thresholds.get("decision", 0.5))
+                    model_out[name]["vote"] = ensemble.vote(p, ensemble.decision_of(self.cards[name]))
                 model_out[name]["track"] = deciding["id"]
         for name in names:
-            model_out[name]["threshold"] = self.cards[name].thresholds.get("decision", 0.5)
+            model_out[name]["threshold"] = ensemble.decision_of(self.cards[name])
             model_out[name]["in_ensemble"] = name in ens_members
         return Decision(tracks=tracks, verdict=verdict, fake_probability=fake_p, ensemble=ens_video)
 

@@ -91,6 +91,11 @@ def vote(p: float, decision: float) -> str:
     return "fake" if p >= decision else "real"
 
 
+def decision_of(card) -> float:
+    """A model's own decision threshold (its vote): its card's, 0.5 where the card sets none."""
+    return float(card.thresholds.get("decision", 0.5))
+
+
 def voted_band(p: float, th: dict, fake_votes: int, real_votes: int) -> str:
     """The verdict: the band of `p`, made "uncertain" where most members vote against that band."""
     verdict = band(p, th["real_below"], th["fake_above"])
@@ -190,7 +195,7 @@ def combine(model_probs: dict[str, float | None], cards: dict, policy: dict | No
     spec = combiner_for(members, policy)
     p = combine_probabilities({m: float(model_probs[m]) for m in members}, cards, spec)
     what = {"mean": "mean P(fake)", "max": "highest P(fake)", "logistic": "stacked P(fake)"}[spec["type"]]
-    fake_votes = sum(1 for m in members if vote(model_probs[m], cards[m].thresholds.get("decision", 0.5)) == "fake")
+    fake_votes = sum(1 for m in members if vote(model_probs[m], decision_of(cards[m])) == "fake")
     real_votes = len(members) - fake_votes
     banded, verdict = band(p, th["real_below"], th["fake_above"]), voted_band(p, th, fake_votes, real_votes)
     reason = f"{what} {p:.2f} is in the {verdict} band"

@@ -77,8 +77,9 @@ text = {
                "with 22 fakes). At that threshold it flags 19 % of the evaluation's 31 CelebA-HQ photos (the version "
                "before the super-resolved look: 52 %) and 5 of its 76 FFHQ test photos, no real DFDC test crop or "
                "press photo and 3 % of the real FF++ test crops; the default ensemble's bands call 2 of the 31 "
-               "CelebA-HQ photos fake (the version before: 4). CelebA-HQ was produced with a JPEG-artefact-removal network and an "
-               "adversarially trained 4x super-resolution network (Karras et al., ICLR 2018, appendix C).",
+               "CelebA-HQ photos fake (the version before: 4). CelebA-HQ was produced with a JPEG-artefact-removal "
+               "network and an adversarially trained 4x super-resolution network (Karras et al., ICLR 2018, "
+               "appendix C).",
                "The super-resolved look costs it AI-generated stills: two SadTalker validation videos animated from "
                "AI-art portraits, which the version before scored about 0.5, now score 0.10 and 0.06; on the GAN "
                "faces of the evaluation it ranks at 0.894 (the version before: 0.939; 16 fakes).",

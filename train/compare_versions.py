@@ -4,8 +4,7 @@ The default ensemble (members and combination rule of the shipped weights/ensemb
 version of the member in turn, term by term as the ensemble selection scores a candidate
 (train.evaluate_defaults.selection_terms: the AUC on validation videos, on GAN faces, on face-swap crops, and the
 share of other-source real faces kept below the decision threshold, the share of fakes the verdict calls fake),
-and each term's difference (candidate minus
-shipped) gets a paired bootstrap 95 % interval.
+and each term's difference (candidate minus shipped) gets a paired bootstrap 95 % interval.
 
 The rule (written on 2026-12-07, before that day's gan-face candidate was scored; train.evaluate_defaults then
 re-chooses members, rule and verdict bands with the winner):
@@ -31,19 +30,17 @@ from pathlib import Path
 import numpy as np
 
 from core.models.checkpoint import ModelCard, discover_models
-from train.common import choose_thresholds
 from train.evaluate_defaults import (
     SELECTION_FAMILIES,
-    called_fake,
+    candidate_scores,
     is_other_source_real,
-    member_decision,
     paired_bootstrap_terms,
     selection_family,
     selection_terms,
     term_names,
     term_values,
 )
-from train.stacking import family_weights, out_of_fold
+from train.stacking import family_weights
 
 
 def ensemble_scores(scores: dict, members: list[str], rule: str) -> tuple[np.ndarray, dict]:
@@ -54,8 +51,8 @@ def ensemble_scores(scores: dict, members: list[str], rule: str) -> tuple[np.nda
     y = np.array([f["label"] == "fake" for f in files], int)
     fams = [selection_family(f) for f in files]
     probs = np.array([[f["models"][m] for m in members] for f in files], float)
-    p, _ = out_of_fold(probs, y, family_weights(fams, y), [f["group"] for f in files], members, cards, rule)
-    called = called_fake(p, probs, [member_decision(cards, m) for m in members], choose_thresholds(y, p))
+    p, _, called = candidate_scores(probs, y, family_weights(fams, y), [f["group"] for f in files], members, cards,
+                                    rule)
     return p, {"y": y, "fams": fams, "others": np.array([is_other_source_real(f) for f in files], bool),
                "called": called}
 

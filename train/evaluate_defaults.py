@@ -226,7 +226,7 @@ def choose_ensemble(files: list[dict], models: list[str], groups: list[str] | No
     from itertools import combinations
 
     from train.common import choose_thresholds
-    from train.stacking import family_weights, out_of_fold
+    from train.stacking import family_weights
 
     keep = [i for i, f in enumerate(files) if all((f.get("models") or {}).get(m) is not None for m in models)]
     files = [files[i] for i in keep]
@@ -242,9 +242,8 @@ def choose_ensemble(files: list[dict], models: list[str], groups: list[str] | No
         for subset in combinations(models, k):
             probs = np.array([[f["models"][m] for m in subset] for f in files])
             for rule in RULE_ORDER if k > 1 else ("mean",):  # one model: every rule ranks as the model itself
-                p, spec = out_of_fold(probs, y, weights, groups, list(subset), cards, rule)
+                p, spec, called = candidate_scores(probs, y, weights, groups, list(subset), cards, rule)
                 row = {"models": list(subset), "rule": rule}
-                called = called_fake(p, probs, [member_decision(cards, m) for m in subset], choose_thresholds(y, p))
                 fam_auc, flagged, share, row["score"] = selection_terms(p, y, fam_idx, others, called=called)
                 row["fakes called fake"] = share
                 for fam, (auc, n, n_fake) in fam_auc.items():
@@ -268,10 +267,18 @@ def choose_ensemble(files: list[dict], models: list[str], groups: list[str] | No
     return best["models"], spec, choose_thresholds(y, p), table
 
 
-def member_decision(cards: dict, name: str) -> float:
-    """A member's own decision threshold (its vote), as core.ensemble reads it (0.5 where the card sets none)."""
-    card = cards.get(name)
-    return float(card.thresholds.get("decision", 0.5)) if card is not None else 0.5
+def candidate_scores(probs: np.ndarray, y: np.ndarray, weights: np.ndarray, groups: list[str], members: list[str],
+                     cards: dict, rule: str) -> tuple[np.ndarray, dict, np.ndarray]:
+    """How the selection scores one candidate (members, rule) on the validation files: its P(fake) (out of fold
+    for the logistic rule), the rule's spec, and each file's flag of a fake verdict (`called_fake`, with the
+    candidate's own bands from these files and its members' votes; 0.5 for a member without a card)."""
+    from core.ensemble import decision_of
+    from train.common import choose_thresholds
+    from train.stacking import out_of_fold
+
+    p, spec = out_of_fold(probs, y, weights, groups, members, cards, rule)
+    decisions = [decision_of(cards[m]) if m in cards else 0.5 for m in members]
+    return p, spec, called_fake(p, probs, decisions, choose_thresholds(y, p))
 
 
 def called_fake(p: np.ndarray, probs: np.ndarray, decisions: list[float], th: dict) -> np.ndarray:
@@ -312,8 +319,8 @@ def selection_terms(p: np.ndarray, y: np.ndarray, fam_idx: dict, others: np.ndar
         flagged = float(np.mean(p[others] >= d))
         terms.append(1.0 - flagged)
     if called is not None and terms:
-        per = [float(np.mean(called[np.asarray(idx, int)][y[np.asarray(idx, int)] == 1]))
-               for idx in fam_idx.values() if int(y[idx].sum()) > 0]
+        per = [float(np.mean(called[idx][y[idx] == 1])) for idx in map(np.asarray, fam_idx.values())
+               if len(idx) and y[idx].any()]
         if per:
             share = rnd(np.mean(per))
             terms.append(share)

@@ -86,8 +86,8 @@ with tab_ours:
         cal = res.get("calibration")
         if cal:
             st.markdown("**Calibration on the evaluation files** (does P(fake) = 0.8 mean fake 8 times in 10? "
-                        "Each model's temperature was fitted on its validation split; ECE = expected calibration "
-                        "error, 10 equal bins)")
+                        "Each model's calibration (a temperature, or a temperature and a bias) was fitted on its "
+                        "validation split; ECE = expected calibration error, 10 equal bins)")
             subset = st.selectbox("Files", list(cal), key="cal-subset")
             shown = {m: v for m, v in cal[subset].items() if m in models or m == "ensemble"}
             c1, c2 = st.columns([3, 2])

@@ -421,3 +421,54 @@ def test_temperature_fit_and_ece():
     assert sum(r["n"] for r in rows) == y.size and all(abs(r["mean_p"] - r["frac_fake"]) < 0.05 for r in rows)
     with pytest.raises(ValueError, match="both classes"):
         fit_temperature([0.2, 0.3], [0, 0])
+
+
+def test_platt_fit_moves_scores_that_lean_to_one_class():
+    """Scores that lean to "fake" by a known shift (and are over-confident) are brought back by Platt scaling, which
+    recovers both the temperature and the bias; a temperature alone cannot undo the shift. Scores that rank fakes
+    below reals are refused, not flipped."""
+    from core.calibration import apply_calibration, expected_calibration_error, fit_calibration, fit_platt, logit
+
+    rng = np.random.default_rng(1)
+    p_true = rng.uniform(0.02, 0.98, 20000)
+    y = (rng.uniform(size=p_true.size) < p_true).astype(int)
+    leaning = 1 / (1 + np.exp(-(2.0 * logit(p_true) + 1.5)))  # sigmoid(z / T + b) undoes it with T = 2, b = -0.75
+    t, b = fit_platt(leaning, y)
+    assert t == pytest.approx(2.0, rel=0.08) and b == pytest.approx(-0.75, abs=0.08)
+    platt = fit_calibration(leaning, y, "platt")
+    assert platt == {"method": "platt", "temperature": t, "bias": b}
+    temp = fit_calibration(leaning, y, "temperature")
+    assert expected_calibration_error(apply_calibration(leaning, platt), y) < 0.02
+    assert expected_calibration_error(apply_calibration(leaning, temp), y) > 0.05
+    np.testing.assert_allclose(apply_calibration(leaning, {}), leaning)
+    with pytest.raises(ValueError, match="do not rank fakes above reals"):
+        fit_platt(1 - p_true, y)
+    with pytest.raises(ValueError, match="unknown calibration method"):
+        fit_calibration(leaning, y, "isotonic")
+
+
+def test_platt_calibration_in_a_card_adds_its_bias(tmp_path):
+    """A card with {"method": "platt", "temperature": T, "bias": b} reports sigmoid(z / T + b), after averaging the
+    mirrored views' logits; its scoring line says so; a Platt card without a bias is refused."""
+    torch.manual_seed(0)
+    net = create_model("meso4")
+    plain = load_detector(save_checkpoint(net, _card("one", "meso4", {}, size=256), tmp_path / "a"))
+    cal = {"method": "platt", "temperature": 2.0, "bias": -0.7}
+    platt = load_detector(save_checkpoint(net, _card("pl", "meso4", {}, size=256, tta=["hflip"], calibration=cal),
+                                          tmp_path / "b"))
+    crops = [np.random.default_rng(i).integers(0, 255, (256, 256, 3), dtype=np.uint8) for i in range(5)]
+
+    def logit(p):
+        return np.log(p / (1 - p))
+
+    z = (logit(plain.predict(crops)) + logit(plain.predict([c[:, ::-1].copy() for c in crops]))) / 2
+    np.testing.assert_allclose(platt.predict(crops), 1 / (1 + np.exp(-(z / 2.0 - 0.7))), atol=1e-5)
+    assert platt.card.calibration_bias == -0.7 and plain.card.calibration_bias == 0.0
+    assert "Platt-calibrated" in platt.card.scoring and "T = 2" in platt.card.scoring and "b = -0.7" in platt.card.scoring
+    d = json.loads((tmp_path / "b" / "pl.json").read_text())
+    del d["calibration"]["bias"]
+    with pytest.raises(CardError, match="bias"):
+        ModelCard.from_dict(d)
+    d["calibration"] = {"method": "isotonic", "temperature": 1.0}
+    with pytest.raises(CardError, match="temperature or platt"):
+        ModelCard.from_dict(d)

@@ -344,6 +344,21 @@ def test_calibrating_an_installed_card_after_training(tmp_path, capsys):
     # where the split cannot be re-made exactly, --allow-other-split calibrates and the card says so
     assert calibrate([str(card_path), "--manifest", str(other), "--refit", "--allow-other-split"]) == 0
     assert "re-made validation split" in json.loads(card_path.read_text())["calibration"]["note"]
+    # Platt scaling (a temperature and a bias) on the card's own split: core then applies both; scores that rank
+    # the validation fakes below the reals are refused in one line, never flipped
+    from core.calibration import apply_calibration
+
+    card_path.write_text(json.dumps(single))  # back to the card of its own split (one view, temperature)
+    capsys.readouterr()
+    rc = calibrate([str(card_path), "--manifest", manifest, "--refit", "--method", "platt"])
+    if before["metrics"]["validation"]["auc"] > 0.5:
+        assert rc == 0
+        cal = json.loads(card_path.read_text())["calibration"]
+        assert cal["method"] == "platt" and isinstance(cal["bias"], float) and "ece_test" in cal
+        np.testing.assert_allclose(load_detector(card_path).predict(faces), apply_calibration(p0, cal), rtol=1e-2,
+                                   atol=1e-9)
+    else:
+        assert rc == 2 and "do not rank fakes above reals" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("backbone", ["efficientnet_b0", "resnext50_32x4d", "swin_tiny_patch4_window7_224"])

@@ -83,7 +83,7 @@ $PY -m train.train_video --manifest "$FACES/real/manifest.csv" --task sbi --name
     --terms "MEAD/VoxCeleb/StyleTalk samples research-only: research and non-commercial use only"
 
 # 5. face-swap: EfficientNet-Lite2 (ImageNet) on real vs face-swapped crops (DFDC + FF++), extreme augmentation,
-#    then a second stage; both stages together stay inside the 90-minute budget (the card's
+#    then a second and a third stage; all three together stay inside the 90-minute budget (the card's
 #    training.minutes_total; tests/test_weights.py checks it). Stage 1: cosine decay over 10 epochs, stopped after
 #    the epoch that passes 62 minutes (10 epochs, 59.0 min here), temperature-calibrated on the val split. Chosen
 #    over Lite0, 224 px and SBI-mixed variants by train/compare_face_swap.sh on the val split (README).
@@ -95,16 +95,25 @@ $PY -m train.train_image --manifest "$FACES/swap/manifest.csv" --task binary --n
 #    Second stage (shipped): 2 more epochs from that model, lr 1e-4 with cosine decay, FFHQ real photos among the
 #    reals and mouth-region self-blended pseudo-fakes of half the real crops as extra fakes (lip-sync and expression
 #    reenactment re-render that region), stopped after the epoch that passes 12 minutes (2 epochs, 16.7 min here;
-#    75.7 minutes for both stages), then scored with its mirror image too (the mean fake logit of both views) and
-#    the temperature refitted on those scores. Chosen by the ensemble selection on the validation files (README).
+#    75.7 minutes for both stages). Chosen by the ensemble selection on the validation files (README).
 $PY -m train.train_image --manifest "$FACES/swap/manifest.csv" --manifest "$FACES/ffhq-swap/manifest.csv" \
     --task binary --name face-swap --display-name "Face-swap detector (EfficientNet-Lite2)" \
     --backbone tf_efficientnet_lite2 --init-from "$W/face-swap.json" --size 160 --epochs 2 --cosine --batch 32 \
     --lr 1e-4 --aug 0.5 --sbi-extra 0.5 --sbi-region mouth --max-minutes 12 --out "$OUT" --ship "$W" \
     --data-desc "DFDC face crops (7,500 real videos and a face-swap fake of each) and FaceForensics++ Deepfakes crops (68 swap pairs), train split of weights/face_crop_splits.csv, plus FFHQ real photos (train split) cut the same way, plus mouth-region self-blended pseudo-fakes of half the real training crops" \
     --terms "DFDC and FaceForensics++ terms, FFHQ CC BY-NC-SA 4.0: research and non-commercial use only"
+#    Third stage (shipped 2026-12-07 by train.compare_versions; README): one more epoch of the stage-2 data with the
+#    FF++ crops shown 4 times (sharp fakes beside the sharp FFHQ reals), lr 5e-5 (7.95 min here; 83.7 in all).
+#    Then scored with its mirror image too (the mean fake logit of both views) and calibrated on those scores by
+#    Platt scaling (a temperature and a bias): its scores lean to fake, which a temperature cannot move.
+$PY -m train.train_image --manifest "$FACES/swap/manifest.csv" --manifest "$FACES/ffhq-swap/manifest.csv" \
+    --task binary --name face-swap --display-name "Face-swap detector (EfficientNet-Lite2)" \
+    --backbone tf_efficientnet_lite2 --init-from "$W/face-swap.json" --size 160 --epochs 1 --batch 32 \
+    --lr 5e-5 --aug 0.5 --sbi-extra 0.5 --sbi-region mouth --repeat MCS1-FYP 4 --out "$OUT" --ship "$W" \
+    --data-desc "DFDC face crops (7,500 real videos and a face-swap fake of each) and FaceForensics++ Deepfakes crops (68 swap pairs), train split of weights/face_crop_splits.csv, plus FFHQ real photos (train split) cut the same way, plus mouth-region self-blended pseudo-fakes of half the real training crops" \
+    --terms "DFDC and FaceForensics++ terms, FFHQ CC BY-NC-SA 4.0: research and non-commercial use only"
 $PY -m train.calibrate "$W/face-swap.json" --manifest "$FACES/swap/manifest.csv" \
-    --manifest "$FACES/ffhq-swap/manifest.csv" --refit --tta hflip
+    --manifest "$FACES/ffhq-swap/manifest.csv" --refit --tta hflip --method platt
 
 #    swap-sbi: a second face-swap model beside it, Lite0 with self-blended pseudo-fakes of half the real crops as
 #    extra fakes (9 of 12 planned epochs in 56 minutes here), also scored with its mirror image.

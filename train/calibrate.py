@@ -1,6 +1,7 @@
-"""Calibrate an installed model after its training: fit a temperature on the validation split of the
-manifests it was trained with, choose its thresholds on the calibrated validation scores, and write both into its
-card (the weights, and so the card's SHA-256, do not change). For models trained before the trainers calibrated.
+"""Calibrate an installed model after its training: fit a temperature (`--method platt`: a temperature and a
+bias) on the validation split of the manifests it was trained with, choose its thresholds on the calibrated
+validation scores, and write both into its card (the weights, and so the card's SHA-256, do not change). For
+models trained before the trainers calibrated, or whose calibration is to be refitted (`--refit`).
 
 The validation and test crops are the trainer's own: the same manifests, the same `--max-per-group` (frame
 models), the same clips and windows (sequence models), for the SBI task the same fixed pseudo-fakes; the script
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch.nn as nn
 
+from core.calibration import METHODS
 from core.models.checkpoint import TTA_VIEWS, CardError, load_detector, write_card
 
 from .common import final_metrics, limit_per_group, pick_device, training_rows
@@ -48,7 +50,7 @@ def view_scores(det, samples, rng: np.random.Generator, batch: int = 64) -> tupl
 
 def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0, device: str = "cpu",
                    refit: bool = False, seed: int = 0, allow_other_split: bool = False,
-                   tta: list[str] | None = None) -> dict:
+                   tta: list[str] | None = None, method: str = "temperature") -> dict:
     """Fit and store the card's temperature and thresholds; returns the new calibration. Raises ValueError with a
     one-line reason (a calibrated card without `refit`, crops that are not the card's, a
     validation split that does not reproduce the card's validation AUC). `tta` (frame models): the test-time views
@@ -87,7 +89,7 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     has_test = test is not None and len(test) > 0
     metrics = final_metrics(lambda s, rs: epoch(
         det, sets[s], np.arange(len(sets[s])), 8, loss_fn, None, None, det.device, np.random.default_rng(rs), False,
-        f"calibrate {s}", *extra)[2:], has_test, t0, det.device)
+        f"calibrate {s}", *extra)[2:], has_test, t0, det.device, method=method)
     single_view_auc = metrics["validation"].get("auc")
     recorded = old.get("validation_auc_single_view", (card.metrics.get("validation") or {}).get("auc"))
     got = single_view_auc
@@ -98,7 +100,7 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     if tta:
         card.tta = tta
         metrics = final_metrics(lambda s, rs: view_scores(det, sets[s], np.random.default_rng(rs)), has_test, t0,
-                                det.device)
+                                det.device, method=method)
     if "calibration" not in metrics:
         raise ValueError("the validation split holds one class only: no temperature can be fitted")
     cal = dict(metrics["calibration"], fitted_after_training=time.strftime("%Y-%m-%d") + " by train.calibrate")
@@ -134,17 +136,20 @@ def main(argv=None) -> int:
     ap.add_argument("--tta", choices=sorted(TTA_VIEWS) + ["none"],
                     help="frame models: score each crop and its mirror image (hflip) from now on, or one view "
                          "(none); the temperature is fitted on the scores core will report. Default: the card's")
+    ap.add_argument("--method", choices=METHODS, default="temperature",
+                    help="temperature: sigmoid(z / T); platt: sigmoid(z / T + b), for scores that lean to one class")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     try:
         cal = calibrate_card(Path(args.card), args.manifest, args.max_per_group, args.device, args.refit,
                              allow_other_split=args.allow_other_split,
-                             tta=None if args.tta is None else [] if args.tta == "none" else [args.tta])
+                             tta=None if args.tta is None else [] if args.tta == "none" else [args.tta],
+                             method=args.method)
     except (ValueError, CardError, LandmarkError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({k: cal[k] for k in ("temperature", "ece_validation_before", "ece_validation", "ece_test_before",
-                                          "ece_test") if k in cal}))
+    keys = ("method", "temperature", "bias", "ece_validation_before", "ece_validation", "ece_test_before", "ece_test")
+    print(json.dumps({k: cal[k] for k in keys if k in cal}))
     return 0
 
 

@@ -406,20 +406,21 @@ def fit_batches(det, batches, loss_fn, opt, scaler, device: torch.device, train:
     return total / max(n, 1), correct / max(n, 1), np.concatenate(probs), np.concatenate(labels)
 
 
-def final_metrics(score, has_test: bool, t0: float, device: torch.device, calibrate: bool = True) -> dict:
+def final_metrics(score, has_test: bool, t0: float, device: torch.device, calibrate: bool = True,
+                  method: str = "temperature") -> dict:
     """Metrics of the best state: `score(split, seed)` returns (P(fake), labels) for "validation" or "test".
-    With `calibrate`, a temperature is fitted on the validation scores (core.calibration) and every figure below
+    With `calibrate`, a temperature (`method` "platt": a temperature and a bias) is fitted on the validation scores
+    (core.calibration) and every figure below
     is of the calibrated P(fake); thresholds are chosen on the validation scores only, then applied to the test
     split. ECE and the reliability table are reported for both splits, before and after calibration."""
-    from core.calibration import apply_temperature, expected_calibration_error, fit_temperature, reliability_table
+    from core.calibration import apply_calibration, expected_calibration_error, fit_calibration, reliability_table
 
     vp, vy = score("validation", 1234)
     calibration = {}
     if calibrate and 0 < int(np.sum(vy)) < len(vy):
-        t = fit_temperature(vp, vy)
-        calibration = {"method": "temperature", "temperature": t, "fitted_on": f"validation split ({len(vy)} crops)",
-                       "ece_validation_before": expected_calibration_error(vp, vy)}
-        vp = apply_temperature(vp, t)
+        calibration = dict(fit_calibration(vp, vy, method), fitted_on=f"validation split ({len(vy)} crops)",
+                           ece_validation_before=expected_calibration_error(vp, vy))
+        vp = apply_calibration(vp, calibration)
         calibration["ece_validation"] = expected_calibration_error(vp, vy)
     thresholds = choose_thresholds(vy, vp)
     metrics = {"validation": binary_metrics(vy, vp, thresholds["decision"]), "thresholds": thresholds,
@@ -428,7 +429,7 @@ def final_metrics(score, has_test: bool, t0: float, device: torch.device, calibr
         tp, ty = score("test", 99)
         if calibration:
             calibration["ece_test_before"] = expected_calibration_error(tp, ty)
-            tp = apply_temperature(tp, calibration["temperature"])
+            tp = apply_calibration(tp, calibration)
             calibration["ece_test"] = expected_calibration_error(tp, ty)
             calibration["reliability_test"] = reliability_table(tp, ty)
         metrics["test"] = binary_metrics(ty, tp, thresholds["decision"])

@@ -41,7 +41,7 @@ def tables(weights: Path) -> str:
             out.append(f"| {t['target']} ({t['model']}) | {t['data']} | {_fmt(t['value'])} | "
                        f"{'-' if t['met'] is None else 'yes' if t['met'] else 'no'} |")
     subsets = list(b.get("calibration", {}))
-    out += ["", "| model | temperature | ECE val before -> after | ECE test (its crops) | "
+    out += ["", "| model | calibration | ECE val before -> after | ECE test (its crops) | "
             + " | ".join(f"ECE, {s}" for s in subsets) + " |", "|---|---|---|---|" + "---|" * len(subsets)]
     for m in b["runs"]["ours"]["models"]:
         card = json.loads((weights / f"{m}.json").read_text())
@@ -49,7 +49,9 @@ def tables(weights: Path) -> str:
         eces = [str(b["calibration"][s].get(m, {}).get("ece", "-")) for s in subsets]
         after = " (fitted after training)" if cal.get("fitted_after_training") else ""
         after += " (mirrored views)" if card.get("tta") else ""
-        out.append(f"| {m} | {cal.get('temperature', '-')}{after} | "
+        how = (f"Platt, T {cal['temperature']}, b {cal['bias']}" if cal.get("method") == "platt"
+               else f"T {cal['temperature']}" if cal else "-")
+        out.append(f"| {m} | {how}{after} | "
                    f"{cal.get('ece_validation_before', '-')} -> {cal.get('ece_validation', '-')} | "
                    f"{cal.get('ece_test', '-')} | " + " | ".join(eces) + " |")
     ev = b["ensemble_validation"]

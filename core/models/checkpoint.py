@@ -51,8 +51,9 @@ class ModelCard:
     # How faces are cut for this model (core.faces.crop_face): size, margin and mode. A card without "mode" was
     # cut before padding existed and gets "shift" (its crops were shifted/clamped inside the frame).
     crop: dict = field(default_factory=lambda: {"size": 256, "margin": 0.3, "mode": "pad"})
-    # Post-hoc calibration fitted on validation data: {"method": "temperature", "temperature": T, ...};
-    # P(fake) = sigmoid(fake logit / T). Empty: the network's own probabilities.
+    # Post-hoc calibration fitted on validation data: {"method": "temperature", "temperature": T, ...}:
+    # P(fake) = sigmoid(fake logit / T); {"method": "platt", "temperature": T, "bias": b, ...}: sigmoid(z / T + b).
+    # Empty: the network's own probabilities.
     calibration: dict = field(default_factory=dict)
     # Test-time augmentation of frame models: "hflip" scores each crop and its mirror image and averages the two
     # fake logits (then the temperature, fitted on those averaged logits). Grad-CAM explains the crop as it is.
@@ -116,15 +117,24 @@ class ModelCard:
         if self.tta and self.kind != "frame":
             raise CardError(f"{where}: tta is for frame models only")
         if self.calibration:
-            if self.calibration.get("method") != "temperature":
-                raise CardError(f"{where}: calibration method must be temperature")
+            method = self.calibration.get("method")
+            if method not in ("temperature", "platt"):
+                raise CardError(f"{where}: calibration method must be temperature or platt")
             t = self.calibration.get("temperature")
             if not isinstance(t, (int, float)) or not 0.01 <= t <= 100:
                 raise CardError(f"{where}: calibration temperature must be a number in [0.01, 100]")
+            b = self.calibration.get("bias")
+            if method == "platt" and (not isinstance(b, (int, float)) or not -50 <= b <= 50):
+                raise CardError(f"{where}: Platt calibration needs a bias, a number in [-50, 50]")
 
     @property
     def temperature(self) -> float:
         return float(self.calibration.get("temperature", 1.0)) if self.calibration else 1.0
+
+    @property
+    def calibration_bias(self) -> float:
+        """The b of Platt scaling, sigmoid(z / T + b); 0 for temperature scaling or none."""
+        return float(self.calibration.get("bias", 0.0)) if self.calibration.get("method") == "platt" else 0.0
 
     @property
     def scoring(self) -> str:
@@ -132,8 +142,10 @@ class ModelCard:
         views = ("each face and its mirror image, the two fake logits averaged" if "hflip" in self.tta
                  else "each face once" if self.kind == "frame" else f"each track as {self.frames} frames")
         if self.calibration:
-            cal = (f"temperature-calibrated (T = {self.temperature:g}, fitted on the "
-                   f"{self.calibration.get('fitted_on', 'validation split')})")
+            how = ("Platt-calibrated (sigmoid(logit / T + b), T = {:g}, b = {:g}".format(self.temperature,
+                                                                                         self.calibration_bias)
+                   if self.calibration.get("method") == "platt" else f"temperature-calibrated (T = {self.temperature:g}")
+            cal = f"{how}, fitted on the {self.calibration.get('fitted_on', 'validation split')})"
         else:
             cal = "the network's own probability (not calibrated)"
         return f"{views}; P(fake) {cal}"
@@ -187,7 +199,7 @@ def read_card(card_path: str | Path) -> ModelCard:
 class Detector(nn.Module):
     """A loaded model plus its card. `forward` maps preprocessed input to one fake logit per sample (B, 1):
     sigmoid(fake logit) = P(fake) for both softmax and sigmoid heads, divided by the card's calibration
-    temperature when it has one."""
+    temperature when it has one (plus its bias, for Platt scaling)."""
 
     def __init__(self, net: nn.Module, card: ModelCard):
         super().__init__()
@@ -213,8 +225,9 @@ class Detector(nn.Module):
         else:
             others = torch.cat([logits[:, : self.fake_index], logits[:, self.fake_index + 1:]], dim=1)
             z = (logits[:, self.fake_index] - torch.logsumexp(others, dim=1)).unsqueeze(1)
-        t = self.card.temperature
-        return z if t == 1.0 else z / t
+        t, b = self.card.temperature, self.card.calibration_bias
+        z = z if t == 1.0 else z / t
+        return z if b == 0.0 else z + b
 
     def preprocess(self, crops: list[np.ndarray]) -> torch.Tensor:
         """uint8 HxWx3 RGB crops -> normalised (N, 3, S, S) float tensor on the model's device."""

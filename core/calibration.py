@@ -29,7 +29,7 @@ def logit(p) -> np.ndarray:
 
 
 def apply_temperature(p, temperature: float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logit(p) / float(temperature)))
+    return apply_calibration(p, {"method": "temperature", "temperature": temperature})
 
 
 def _nll(z: np.ndarray, y: np.ndarray, t: float) -> float:

@@ -410,9 +410,9 @@ def final_metrics(score, has_test: bool, t0: float, device: torch.device, calibr
                   method: str = "temperature") -> dict:
     """Metrics of the best state: `score(split, seed)` returns (P(fake), labels) for "validation" or "test".
     With `calibrate`, a temperature (`method` "platt": a temperature and a bias) is fitted on the validation scores
-    (core.calibration) and every figure below
-    is of the calibrated P(fake); thresholds are chosen on the validation scores only, then applied to the test
-    split. ECE and the reliability table are reported for both splits, before and after calibration."""
+    (core.calibration) and every figure below is of the calibrated P(fake); thresholds are chosen on the validation
+    scores only, then applied to the test split. ECE and the reliability table are reported for both splits, before
+    and after calibration."""
     from core.calibration import apply_calibration, expected_calibration_error, fit_calibration, reliability_table
 
     vp, vy = score("validation", 1234)

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..calibration import METHODS as CALIBRATION_METHODS
 from ..media import file_sha256
 from .archs import SEQUENCE_ARCHITECTURES
 from .registry import create_model
@@ -118,8 +119,8 @@ class ModelCard:
             raise CardError(f"{where}: tta is for frame models only")
         if self.calibration:
             method = self.calibration.get("method")
-            if method not in ("temperature", "platt"):
-                raise CardError(f"{where}: calibration method must be temperature or platt")
+            if method not in CALIBRATION_METHODS:
+                raise CardError(f"{where}: calibration method must be {' or '.join(CALIBRATION_METHODS)}")
             t = self.calibration.get("temperature")
             if not isinstance(t, (int, float)) or not 0.01 <= t <= 100:
                 raise CardError(f"{where}: calibration temperature must be a number in [0.01, 100]")
@@ -142,9 +143,8 @@ class ModelCard:
         views = ("each face and its mirror image, the two fake logits averaged" if "hflip" in self.tta
                  else "each face once" if self.kind == "frame" else f"each track as {self.frames} frames")
         if self.calibration:
-            how = ("Platt-calibrated (sigmoid(logit / T + b), T = {:g}, b = {:g}".format(self.temperature,
-                                                                                         self.calibration_bias)
-                   if self.calibration.get("method") == "platt" else f"temperature-calibrated (T = {self.temperature:g}")
+            how = (f"Platt-calibrated (sigmoid(logit / T + b), T = {self.temperature:g}, b = {self.calibration_bias:g}"
+                   if self.calibration["method"] == "platt" else f"temperature-calibrated (T = {self.temperature:g}")
             cal = f"{how}, fitted on the {self.calibration.get('fitted_on', 'validation split')})"
         else:
             cal = "the network's own probability (not calibrated)"

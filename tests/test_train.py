@@ -1347,3 +1347,62 @@ def test_selection_counts_fakes_the_verdict_calls_fake():
     assert row[(("gan", "swap"), "max")]["fakes called fake"] == 1.0
     assert row[(("gan", "swap", "quiet"), "mean")]["fakes called fake"] == 0.0
     assert chosen == ["gan", "swap"] and combiner["type"] == "max"
+
+
+def test_h264_augmentation_reencodes_like_a_video_codec_and_says_so_in_the_recipe():
+    """--h264: a training crop re-encoded as an H.264 I-frame (libx264) loses fine detail, more at a higher CRF; the
+    recipe text says so; without it nothing changes (p=0 draws nothing)."""
+    from argparse import Namespace
+
+    from train.common import augment_desc
+
+    face = _face(0)
+    flips_only = Augment(p=0.0)([face], np.random.default_rng(0))[0]
+    assert np.array_equal(Augment(p=0.0, h264=0.0)([face], np.random.default_rng(0))[0], flips_only)
+    strong = Augment(p=0.0, h264=1.0, h264_crf=(44, 44))([face], np.random.default_rng(0))[0]
+    mild = Augment(p=0.0, h264=1.0, h264_crf=(12, 12))([face], np.random.default_rng(0))[0]
+    assert strong.shape == face.shape and strong.dtype == np.uint8
+    assert _high_band(strong) < 0.8 * _high_band(mild) < _high_band(face)
+    args = Namespace(clean=0.0, sr_look=0.0, h264=0.4, h264_crf=[20, 40])
+    assert augment_desc(args) == ", H.264 re-encode (one I-frame) p=0.4 at CRF 20-40"
+    assert augment_desc(Namespace(clean=0.0, sr_look=0.0, h264=0.0, h264_crf=[20, 40])) == ""
+
+
+def test_robust_crops_scores_cards_under_perturbations_with_a_paired_group_bootstrap(tmp_path, capsys):
+    """train.robust_crops: every card scored on the same sampled crops, clean and perturbed; a card compared with
+    itself differs by exactly 0 (interval [0, 0]); a perturbation really changes the pixels scored; bad input is one
+    line and exit 2."""
+    from train.robust_crops import group_bootstrap_auc_diff, sample_rows
+    from train.robust_crops import main as robust
+    from train.train_image import main as train_image
+
+    manifest = _tiny_manifest(tmp_path, n=12)
+    assert train_image(["--manifest", manifest, "--task", "binary", "--name", "rob", "--backbone",
+                        "tf_efficientnet_lite0", "--init", "imagenet-lite0", "--size", "64", "--epochs", "1",
+                        "--batch", "8", "--aug", "0", "--no-calibrate", "--out", str(tmp_path / "runs"),
+                        "--ship", str(tmp_path / "w")]) == 0
+    card = str(tmp_path / "w" / "rob.json")
+    out = tmp_path / "robust.json"
+    assert robust([card, card, "--manifest", manifest, "--split", "train", "--n", "0", "--perturb", "h264:51",
+                   "--perturb", "blur:3", "--n-boot", "200", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["n"] == 16 and res["fakes"] == 8
+    assert [(c["perturbation"], c["strength"]) for c in res["conditions"]] == [("clean", None), ("h264", 51.0),
+                                                                               ("blur", 3.0)]
+    for c in res["conditions"]:
+        assert c["diff"] == {"value": 0.0, "ci95": [0.0, 0.0]}
+        assert set(c["auc"][card]) == {"all", "synthetic"}
+    assert res["conditions"][1]["mean_p_real"][card] != res["conditions"][0]["mean_p_real"][card]
+    # the same seed draws the same crops, another seed others; a bootstrap interval of a real gain is above 0
+    drawn = lambda seed: [r["crop"] for r in sample_rows([manifest], "train", 5, seed)]  # noqa: E731
+    assert drawn(3) == drawn(3) != drawn(4) and len(sample_rows([manifest], "train", 0, 0)) == 16
+    y = np.array([0, 1] * 20)
+    p0 = np.random.default_rng(0).random(40)
+    p1 = p0 + 0.5 * y
+    lo, hi = group_bootstrap_auc_diff(y, p0, p1, [f"g{i // 2}" for i in range(40)], n_boot=300)
+    assert 0 < lo <= hi
+    capsys.readouterr()
+    assert robust([card, "--manifest", manifest, "--perturb", "sepia:3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown perturbation") and "\n" not in err
+    assert robust([card, card, card, "--manifest", manifest]) == 2

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from core import perturb
 from core.faces import CROP_MARGIN, CROP_SIZE
 from core.models.archs import is_swin
 
@@ -26,7 +27,7 @@ from .sbi import REGIONS
 
 __all__ = ["copy_grids", "open_run", "save_state", "restore_state", "RESUME_FILE",
            "fit_batches", "final_metrics", "finish_run", "ship", "seed_everything", "pick_device", "read_manifest",
-           "read_manifests", "training_rows", "crop_spec", "Augment", "init_backbone", "RunDir", "InitError",
+           "read_manifests", "training_rows", "crop_spec", "Augment", "augment_desc", "init_backbone", "RunDir", "InitError",
            "WeightEma",
            "load_crop", "binary_metrics", "choose_thresholds"]
 
@@ -115,7 +116,9 @@ class Augment:
     every frame given (a clip stays temporally consistent)."""
 
     def __init__(self, p: float = 0.5, jpeg=(30, 100), strength: float = 1.0, final_jpeg: tuple | None = None,
-                 clean: float = 0.0, sr_look: float = 0.0):
+                 clean: float = 0.0, sr_look: float = 0.0, h264: float = 0.0, h264_crf=(20, 40)):
+        self.h264 = h264  # probability of an H.264 re-encode (one I-frame per frame, CRF in h264_crf), as video is
+        self.h264_crf = h264_crf
         self.clean = clean  # probability of an edge-preserving denoise first (artifact-free photos of both classes)
         self.sr_look = sr_look  # probability of a super-resolved look (CelebA-HQ's pipeline, either class)
         self.p = p
@@ -141,6 +144,8 @@ class Augment:
             ops.append(("blur", rng.uniform(0.3, 0.3 + 1.5 * s)))
         if rng.random() < p * 0.5:
             ops.append(("noise", rng.uniform(2, 2 + 10 * s), int(rng.integers(1 << 30))))
+        if self.h264 and rng.random() < self.h264:
+            ops.append(("h264", int(rng.integers(self.h264_crf[0], self.h264_crf[1] + 1))))
         if rng.random() < p:
             ops.append(("jpeg", int(rng.integers(self.jpeg[0], self.jpeg[1] + 1))))
         if rng.random() < p * 0.4:
@@ -184,6 +189,8 @@ class Augment:
             elif op[0] == "noise":
                 r = np.random.default_rng(op[2])
                 out = np.clip(out.astype(np.float32) + r.normal(0, op[1], out.shape), 0, 255).astype(np.uint8)
+            elif op[0] == "h264":
+                out = perturb.apply("h264", op[1], [np.ascontiguousarray(out)])[0]
             elif op[0] == "jpeg":
                 buf = io.BytesIO()
                 Image.fromarray(np.ascontiguousarray(out)).save(buf, format="JPEG", quality=op[1])
@@ -207,6 +214,10 @@ def add_augment_args(ap, unit: str) -> None:
     ap.add_argument("--sr-look", type=float, default=0.0,
                     help=f"probability of a super-resolved look for training {unit} (either class): shrunk 2.5-4x, "
                          "JPEG q60-90, upscaled bicubic and sharpened, as CelebA-HQ's photos were made")
+    ap.add_argument("--h264", type=float, default=0.0,
+                    help=f"probability of an H.264 re-encode of training {unit} (either class; libx264, one I-frame per "
+                         "frame, CRF drawn from --h264-crf), as a video codec leaves a face")
+    ap.add_argument("--h264-crf", type=int, nargs=2, default=[20, 40], metavar=("LO", "HI"))
     ap.add_argument("--sbi-profile", default="strong", choices=["strong", "mild"],
                     help="resolution mismatch of the self-blend source copy (train.sbi.SOURCE_PROFILES)")
     ap.add_argument("--sbi-region", default="face", choices=sorted(REGIONS),
@@ -256,9 +267,18 @@ def made_batches(make, order, bs: int, rng: np.random.Generator, workers: int, d
             yield [f.result() for f in current]
 
 
+def augment_desc(args) -> str:
+    """The recipe text of the optional augmentations, for the card."""
+    return ((f", bilateral denoise p={args.clean}" if args.clean else "")
+            + (f", super-resolved look p={args.sr_look}" if args.sr_look else "")
+            + (f", H.264 re-encode (one I-frame) p={args.h264} at CRF {args.h264_crf[0]}-{args.h264_crf[1]}"
+               if args.h264 else ""))
+
+
 def augment_from_args(args) -> "Augment | None":
-    if args.aug > 0 or args.final_jpeg or args.clean or args.sr_look:
-        return Augment(p=args.aug, final_jpeg=args.final_jpeg, clean=args.clean, sr_look=args.sr_look)
+    if args.aug > 0 or args.final_jpeg or args.clean or args.sr_look or args.h264:
+        return Augment(p=args.aug, final_jpeg=args.final_jpeg, clean=args.clean, sr_look=args.sr_look,
+                       h264=args.h264, h264_crf=tuple(args.h264_crf))
     return None
 
 

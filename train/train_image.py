@@ -31,6 +31,7 @@ from .common import (
     WeightEma,
     add_augment_args,
     add_run_args,
+    augment_desc,
     augment_from_args,
     binary_metrics,
     copy_grids,
@@ -376,8 +377,7 @@ def main(argv=None) -> int:
                   + (f", started from {args.init_from}" if args.init_from else "")
                   + (f", self-blended pseudo-fakes of {args.sbi_extra:g} x the real crops as extra fakes "
                      f"(SBI source profile {args.sbi_profile}, {args.sbi_region} region)" if args.sbi_extra else "")
-                  + (f", bilateral denoise p={args.clean}" if args.clean else "")
-                  + (f", super-resolved look p={args.sr_look}" if args.sr_look else "")
+                  + augment_desc(args)
                   + (f", weights averaged over steps (EMA decay {args.ema})" if args.ema else "")
                   + (f", SBI source profile {args.sbi_profile}, {args.sbi_region} region, masks from "
                      f"{LANDMARK_DESC[args.landmarks]}" if args.task == "sbi" else "")

@@ -34,6 +34,7 @@ from .common import (
     RunDir,
     add_augment_args,
     add_run_args,
+    augment_desc,
     augment_from_args,
     binary_metrics,
     final_metrics,
@@ -284,8 +285,7 @@ def main(argv=None) -> int:
                   f"{args.frames} frames, {args.size}px, weighted cross-entropy, early stopping {args.patience}, "
                   f"dropout {args.dropout}, {'frozen encoder' if args.freeze_encoder else 'end to end'}"
                   + (f", every clip re-encoded as JPEG q{args.final_jpeg[0]}-{args.final_jpeg[1]}" if args.final_jpeg else "")
-                  + (f", bilateral denoise p={args.clean}" if args.clean else "")
-                  + (f", super-resolved look p={args.sr_look}" if args.sr_look else "")
+                  + augment_desc(args)
                   + (f", SBI source profile {args.sbi_profile}, {args.sbi_region} region, masks from "
                      f"{LANDMARK_DESC[args.landmarks]}" if args.task == "sbi" else "")
                   + f", seed {args.seed}" + (", a seed per sample (--workers)" if args.workers else ""),

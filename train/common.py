@@ -112,12 +112,13 @@ def load_crop(path: str) -> np.ndarray:
 
 class Augment:
     """The design's "extreme" augmentation: JPEG q30-100, Gaussian blur, Gaussian noise, colour jitter,
-    downscale-upscale, cutout, horizontal flip. Parameters are drawn once per call and applied identically to
+    downscale-upscale, cutout, horizontal flip; optionally an H.264 re-encode (`h264`), a denoise and a
+    super-resolved look. Parameters are drawn once per call and applied identically to
     every frame given (a clip stays temporally consistent)."""
 
     def __init__(self, p: float = 0.5, jpeg=(30, 100), strength: float = 1.0, final_jpeg: tuple | None = None,
                  clean: float = 0.0, sr_look: float = 0.0, h264: float = 0.0, h264_crf=(20, 40)):
-        self.h264 = h264  # probability of an H.264 re-encode (one I-frame per frame, CRF in h264_crf), as video is
+        self.h264 = h264  # probability of an H.264 re-encode (one I-frame per frame, CRF in h264_crf)
         self.h264_crf = h264_crf
         self.clean = clean  # probability of an edge-preserving denoise first (artifact-free photos of both classes)
         self.sr_look = sr_look  # probability of a super-resolved look (CelebA-HQ's pipeline, either class)

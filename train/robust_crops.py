@@ -26,6 +26,7 @@ from core import perturb
 from core.models.checkpoint import CardError, load_detector
 
 from .common import load_crop, read_manifests
+from .train_image import auc_by_dataset
 
 DEFAULT_PERTURBATIONS = ["jpeg:30", "h264:23,30,36,42", "downscale:3", "blur:2", "noise:10"]
 
@@ -55,13 +56,9 @@ def group_bootstrap_auc_diff(y: np.ndarray, p0: np.ndarray, p1: np.ndarray, grou
     return float(lo), float(hi)
 
 
-def _aucs(y: np.ndarray, p: np.ndarray, datasets: np.ndarray) -> dict:
-    out = {"all": round(float(roc_auc_score(y, p)), 4)}
-    for d in sorted(set(datasets)):
-        m = datasets == d
-        if 0 < y[m].sum() < m.sum():
-            out[d] = round(float(roc_auc_score(y[m], p[m])), 4)
-    return out
+def _aucs(y: np.ndarray, p: np.ndarray, datasets: list[str]) -> dict:
+    """AUC of all crops and of each dataset that holds both classes (the trainer's per-dataset reading)."""
+    return {k: round(v, 4) for k, v in {"all": float(roc_auc_score(y, p)), **auc_by_dataset(y, p, datasets)}.items()}
 
 
 def measure(cards: list[str], rows: list[dict], specs: list[str], n_boot: int = 2000, seed: int = 0) -> dict:
@@ -76,7 +73,7 @@ def measure(cards: list[str], rows: list[dict], specs: list[str], n_boot: int = 
     y = np.array([r["label"] == "fake" for r in rows], int)
     if y.min() == y.max():
         raise ValueError("the sampled crops hold one class only; an AUC needs both")
-    datasets = np.array([r["dataset"] for r in rows])
+    datasets = [r["dataset"] for r in rows]
     groups = [r["group"] for r in rows]
     result = {"cards": [str(c) for c in cards], "n": len(rows), "fakes": int(y.sum()), "conditions": []}
     for name, strength in conditions:

@@ -4,7 +4,9 @@ reason on a user's fresh clone, a failure when CI=true)."""
 from __future__ import annotations
 
 import io
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ sys.path.insert(0, str(REPO)) if str(REPO) not in sys.path else None
 
 # The dashboard stores analyses in $TBD_DATA/cases.sqlite: never the user's own database during the tests.
 os.environ["TBD_DATA"] = tempfile.mkdtemp(prefix="tbd-test-data-")
+atexit.register(shutil.rmtree, os.environ["TBD_DATA"], True)
 
 
 def need_shared(*paths: Path) -> None:

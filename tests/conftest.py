@@ -3,8 +3,8 @@ reason on a user's fresh clone, a failure when CI=true)."""
 
 from __future__ import annotations
 
-import io
 import atexit
+import io
 import os
 import shutil
 import subprocess

@@ -1322,6 +1322,29 @@ def test_a_retrained_member_replaces_its_version_only_when_it_helps_and_harms_no
     assert main([str(a), str(b), "--member", "g", "--target", "other-source reals kept"]) == 2  # same sha256
 
 
+def test_a_new_default_ensemble_is_judged_against_the_shipped_one_by_the_same_rule(tmp_path, capsys):
+    """compare_versions --candidate-ensemble: the candidate side scored with other members or another rule. Naming
+    the shipped ensemble again changes nothing; dropping the GAN specialist is worse beyond noise on GAN faces;
+    an unknown member or rule is a one-line error (exit 2)."""
+    from train.compare_versions import compare, main, parse_ensemble
+
+    scores = _version_scores(tmp_path, "old", lambda kind, y, base: {"gan": 0.2 + 0.6 * y}.get(kind, 0.05))
+    same = compare(scores, scores, "score", n_boot=200, candidate_ensemble={"models": ["s", "g"], "rule": "max"})
+    assert all(r["difference"] == 0 for r in same["terms"] if r["difference"] is not None)
+    assert not same["target improved"] and not same["replace"]
+    alone = compare(scores, scores, "score", n_boot=200, candidate_ensemble=parse_ensemble("s:mean"))
+    assert alone["candidate ensemble"] == {"models": ["s"], "rule": "mean"}
+    assert "GAN faces (FFHQ vs StyleGAN2) AUC" in alone["worse beyond noise"] and not alone["replace"]
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps(scores))
+    assert main([str(f), str(f), "--candidate-ensemble", "s,g:max", "--target", "score"]) == 0
+    assert "replace: False" in capsys.readouterr().out
+    for bad in (["--candidate-ensemble", "s,zz:mean"], ["--candidate-ensemble", "s:median"], []):
+        assert main([str(f), str(f), "--target", "score"] + bad) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+
+
 def test_selection_counts_fakes_the_verdict_calls_fake():
     """The verdict term: a file whose combined P(fake) is in the fake band but most of whose members vote real is
     not called fake (core's rule); two specialists, each catching one family, under the max keep their fakes

@@ -18,6 +18,13 @@ files can show.
     python -m train.evaluate_defaults --selection-only --weights W_SHIPPED --val-scores shipped.json
     python -m train.evaluate_defaults --selection-only --weights W_CANDIDATE --val-scores candidate.json
     python -m train.compare_versions shipped.json candidate.json --member gan-face --target "other-source reals kept"
+
+The same rule judges a new default ensemble (say, one with an added model) against the shipped one: with
+`--candidate-ensemble MEMBERS:RULE` the candidate side is scored with those members and rule (the shipped side
+with the ensemble in force in its file), and `--target score` asks that the selection's score be higher.
+
+    python -m train.compare_versions shipped.json candidate.json --candidate-ensemble face-swap,face-swap-codec,gan-face:mean \
+        --target score
 """
 
 from __future__ import annotations
@@ -57,20 +64,41 @@ def ensemble_scores(scores: dict, members: list[str], rule: str) -> tuple[np.nda
                "called": called}
 
 
-def compare(shipped: dict, candidate: dict, target: str, n_boot: int = 2000, seed: int = 0) -> dict:
+def parse_ensemble(text: str) -> dict:
+    """"m1,m2,...:rule" (rule mean, max or logistic; default mean) as {"models": [...], "rule": rule}."""
+    from core.ensemble import COMBINERS
+
+    names, _, rule = text.partition(":")
+    models = [m.strip() for m in names.split(",") if m.strip()]
+    rule = rule.strip() or "mean"
+    if not models or rule not in COMBINERS:
+        raise ValueError(f"--candidate-ensemble must read MEMBER[,MEMBER...][:RULE] with RULE one of "
+                         f"{', '.join(COMBINERS)} (got {text!r})")
+    return {"models": models, "rule": rule}
+
+
+def compare(shipped: dict, candidate: dict, target: str, n_boot: int = 2000, seed: int = 0,
+            candidate_ensemble: dict | None = None) -> dict:
     """Terms of the shipped ensemble with each version (the files must be the same, in the same order), the
-    differences' paired bootstrap 95 % intervals, and the rule's decision (see the module text)."""
+    differences' paired bootstrap 95 % intervals, and the rule's decision (see the module text). With
+    `candidate_ensemble` ({"models", "rule"}) the candidate side is that ensemble instead of the shipped one."""
     if [f["path"] for f in shipped["files"]] != [f["path"] for f in candidate["files"]]:
         raise ValueError("the two score files hold different validation files")
     names = term_names()
-    if target not in names:
-        raise ValueError(f"unknown target term {target!r} (one of: {', '.join(names)})")
+    if target not in names + ["score"]:
+        raise ValueError(f"unknown target term {target!r} (one of: {', '.join(names)}, score)")
     ens = shipped["ensemble"]
     members, rule = ens["models"], (ens.get("combiner") or {}).get("type", "mean")
+    cand_members, cand_rule = ((candidate_ensemble["models"], candidate_ensemble["rule"]) if candidate_ensemble
+                               else (members, rule))
+    missing = [m for m in cand_members if all(m not in f["models"] for f in candidate["files"])]
+    if missing:
+        raise ValueError(f"the candidate score file has no scores of {', '.join(missing)}")
     keep = [i for i, (a, b) in enumerate(zip(shipped["files"], candidate["files"]))
-            if all(a["models"].get(m) is not None and b["models"].get(m) is not None for m in members)]
+            if all(a["models"].get(m) is not None for m in members)
+            and all(b["models"].get(m) is not None for m in cand_members)]
     shipped, candidate = ({**s, "files": [s["files"][i] for i in keep]} for s in (shipped, candidate))
-    pa, sel = ensemble_scores(candidate, members, rule)
+    pa, sel = ensemble_scores(candidate, cand_members, cand_rule)
     pb, sel_b = ensemble_scores(shipped, members, rule)
     y, fams, others = sel["y"], sel["fams"], sel["others"]
     fam_idx = {fam: [i for i, x in enumerate(fams) if x == fam] for fam in SELECTION_FAMILIES}
@@ -91,7 +119,9 @@ def compare(shipped: dict, candidate: dict, target: str, n_boot: int = 2000, see
     by = {r["term"]: r for r in rows}
     improved = by[target]["difference"] is not None and by[target]["difference"] > 0
     harmed = [r["term"] for r in rows[:-1] if r["worse beyond noise"]]
-    return {"ensemble": {"models": members, "rule": rule}, "n_files": len(y), "target": target, "terms": rows,
+    return {"ensemble": {"models": members, "rule": rule},
+            "candidate ensemble": {"models": cand_members, "rule": cand_rule}, "n_files": len(y), "target": target,
+            "terms": rows,
             "target improved": improved, "worse beyond noise": harmed, "replace": improved and not harmed,
             "bootstrap": f"{n_boot} paired resamples within family x label x other-source strata, seed {seed}"}
 
@@ -100,18 +130,26 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("shipped", help="--val-scores file of the shipped weights")
     ap.add_argument("candidate", help="--val-scores file of the weights with the candidate in the member's place")
-    ap.add_argument("--member", required=True, help="the retrained model (must be in the shipped ensemble)")
-    ap.add_argument("--target", required=True, help=f"the term the retraining targets: {', '.join(term_names())}")
+    ap.add_argument("--member", help="the retrained model (must be in the shipped ensemble; required unless "
+                    "--candidate-ensemble is given)")
+    ap.add_argument("--candidate-ensemble", metavar="MEMBERS:RULE",
+                    help="score the candidate side with this ensemble (e.g. face-swap,face-swap-codec,gan-face:mean)")
+    ap.add_argument("--target", required=True,
+                    help=f"the term the change targets: {', '.join(term_names())}, or score")
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--out", help="also write the comparison as JSON here")
     args = ap.parse_args(argv)
     try:
+        cand_ens = parse_ensemble(args.candidate_ensemble) if args.candidate_ensemble else None
         shipped, candidate = (json.loads(Path(p).read_text()) for p in (args.shipped, args.candidate))
-        if args.member not in (shipped["ensemble"]["models"] or []):
-            raise ValueError(f"{args.member} is not in the shipped ensemble {shipped['ensemble']['models']}")
-        if shipped["model_versions"].get(args.member) == candidate["model_versions"].get(args.member):
-            raise ValueError(f"both score files hold the same {args.member} (sha256 equal)")
-        res = compare(shipped, candidate, args.target, args.n_boot)
+        if cand_ens is None:
+            if not args.member:
+                raise ValueError("give --member (a retrained member) or --candidate-ensemble")
+            if args.member not in (shipped["ensemble"]["models"] or []):
+                raise ValueError(f"{args.member} is not in the shipped ensemble {shipped['ensemble']['models']}")
+            if shipped["model_versions"].get(args.member) == candidate["model_versions"].get(args.member):
+                raise ValueError(f"both score files hold the same {args.member} (sha256 equal)")
+        res = compare(shipped, candidate, args.target, args.n_boot, candidate_ensemble=cand_ens)
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

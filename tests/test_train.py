@@ -1319,7 +1319,8 @@ def test_a_retrained_member_replaces_its_version_only_when_it_helps_and_harms_no
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(shipped))
     b.write_text(json.dumps(shipped))
-    assert main([str(a), str(b), "--member", "g", "--target", "other-source reals kept"]) == 2  # same sha256
+    assert main([str(a), str(b), "--member", "g", "--target", "other-source reals kept",
+                 "--ensemble", str(tmp_path / "none.json")]) == 2  # same sha256
 
 
 def test_a_new_default_ensemble_is_judged_against_the_shipped_one_by_the_same_rule(tmp_path, capsys):
@@ -1337,12 +1338,28 @@ def test_a_new_default_ensemble_is_judged_against_the_shipped_one_by_the_same_ru
     assert "GAN faces (FFHQ vs StyleGAN2) AUC" in alone["worse beyond noise"] and not alone["replace"]
     f = tmp_path / "s.json"
     f.write_text(json.dumps(scores))
-    assert main([str(f), str(f), "--candidate-ensemble", "s,g:max", "--target", "score"]) == 0
+    none = ["--ensemble", str(tmp_path / "none.json")]
+    assert main([str(f), str(f), "--candidate-ensemble", "s,g:max", "--target", "score"] + none) == 0
     assert "replace: False" in capsys.readouterr().out
     for bad in (["--candidate-ensemble", "s,zz:mean"], ["--candidate-ensemble", "s:median"], []):
-        assert main([str(f), str(f), "--target", "score"] + bad) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+        assert main([str(f), str(f), "--target", "score"] + none + bad) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("shipped ensemble")]
     assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+
+
+def test_versions_are_compared_under_the_ensemble_shipped_now_not_the_one_a_score_file_recorded(tmp_path, capsys):
+    """A score file records the ensemble in force when it was written; compare_versions scores the shipped side
+    under the policy file's members and rule (weights/ensemble.json by default) and says so."""
+    from train.compare_versions import compare, with_shipped_ensemble
+
+    scores = _version_scores(tmp_path, "old", lambda kind, y, base: {"gan": 0.2 + 0.6 * y}.get(kind, 0.05))
+    policy = tmp_path / "ensemble.json"
+    policy.write_text(json.dumps({"models": ["s"], "combiner": {"type": "mean"}}))
+    now = with_shipped_ensemble(scores, policy)
+    assert now["ensemble"] == {"models": ["s"], "combiner": {"type": "mean"}} and scores["ensemble"]["models"] == ["s", "g"]
+    assert "written under s, g (max)" in capsys.readouterr().err
+    assert compare(now, scores, "score", n_boot=50)["ensemble"] == {"models": ["s"], "rule": "mean"}
+    assert with_shipped_ensemble(scores, tmp_path / "missing.json") == scores
 
 
 def test_selection_counts_fakes_the_verdict_calls_fake():

@@ -77,6 +77,25 @@ def parse_ensemble(text: str) -> dict:
     return {"models": models, "rule": rule}
 
 
+def with_shipped_ensemble(scores: dict, policy_path: Path) -> dict:
+    """The shipped score file with the ensemble of `policy_path` (members and rule) in force, where that file
+    exists: a score file records the ensemble in force when it was written, which a later selection may have
+    changed (a file written under the logistic rule judged candidates under it after the mean was shipped). Says
+    on stderr which ensemble scores the comparison."""
+    recorded = scores.get("ensemble") or {}
+    rule_of = lambda e: (e.get("combiner") or {}).get("type", "mean")  # noqa: E731
+    if policy_path.exists():
+        policy = json.loads(policy_path.read_text())
+        ens = {"models": policy.get("models"), "combiner": {"type": rule_of(policy)}}
+        if (recorded.get("models"), rule_of(recorded)) != (ens["models"], rule_of(ens)):
+            print(f"note: the shipped score file was written under {', '.join(recorded.get('models') or [])} "
+                  f"({rule_of(recorded)}); scored under {policy_path}'s", file=sys.stderr)
+        scores = {**scores, "ensemble": ens}
+    print(f"shipped ensemble: {', '.join(scores['ensemble']['models'])} ({rule_of(scores['ensemble'])})",
+          file=sys.stderr)
+    return scores
+
+
 def compare(shipped: dict, candidate: dict, target: str, n_boot: int = 2000, seed: int = 0,
             candidate_ensemble: dict | None = None) -> dict:
     """Terms of the shipped ensemble with each version (the files must be the same, in the same order), the
@@ -137,11 +156,16 @@ def main(argv=None) -> int:
     ap.add_argument("--target", required=True,
                     help=f"the term the change targets: {', '.join(term_names())}, or score")
     ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--ensemble", default="weights/ensemble.json",
+                    help="the shipped ensemble policy whose members and rule score the shipped side (default "
+                         "weights/ensemble.json; where the file is missing, the ensemble recorded in the shipped "
+                         "score file)")
     ap.add_argument("--out", help="also write the comparison as JSON here")
     args = ap.parse_args(argv)
     try:
         cand_ens = parse_ensemble(args.candidate_ensemble) if args.candidate_ensemble else None
         shipped, candidate = (json.loads(Path(p).read_text()) for p in (args.shipped, args.candidate))
+        shipped = with_shipped_ensemble(shipped, Path(args.ensemble))
         if cand_ens is None:
             if not args.member:
                 raise ValueError("give --member (a retrained member) or --candidate-ensemble")

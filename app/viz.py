@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -232,6 +234,22 @@ def robustness_rows(rob: dict, family: str, level: str = "video") -> list[dict]:
             a = v.get("auc")
             rows.append({"model": m, "strength": f"{e['strength']:g}", "AUC": a, "clean AUC": c,
                          "change": None if a is None or c is None else a - c, "n": v.get("n")})
+    return rows
+
+
+def crop_robustness_rows(res: dict) -> list[dict]:
+    """A `train.robust_crops` result as table rows: per condition and model, its AUC on all crops and on each
+    dataset, the change from clean, and the mean P(fake) of the real crops."""
+    clean = next((c for c in res["conditions"] if c["perturbation"] == "clean"), None)
+    rows = []
+    for c in res["conditions"]:
+        for card, aucs in c["auc"].items():
+            base = (clean or {}).get("auc", {}).get(card, {}).get("all")
+            rows.append({"condition": c["perturbation"] + ("" if c["strength"] is None else f" {c['strength']:g}"),
+                         "model": Path(card).stem, "AUC": aucs["all"],
+                         "change": None if base is None else aucs["all"] - base,
+                         **{f"AUC, {k}": v for k, v in aucs.items() if k != "all"},
+                         "mean P(fake) of reals": c["mean_p_real"].get(card)})
     return rows
 
 

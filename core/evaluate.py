@@ -212,7 +212,8 @@ def load_json(path: str | Path) -> dict:
 
 
 def result_files(kind: str) -> list[Path]:
-    """Result JSON files the pages can show: kind 'evaluate' or 'robustness'. Looks in weights/ and results/."""
+    """Result JSON files the pages can show: kind 'evaluate' or 'robustness' (`core robustness` output, a
+    benchmarks.json's JPEG check, or a `train.robust_crops` result). Looks in weights/ and results/."""
     out = []
     for d in [REPO_WEIGHTS, REPO / "results", *weights_dirs()]:
         if not Path(d).is_dir():
@@ -224,7 +225,7 @@ def result_files(kind: str) -> list[Path]:
                 continue
             if not isinstance(head, dict):
                 continue
-            is_rob = "perturbations" in head and "clean" in head
+            is_rob = ("perturbations" in head and "clean" in head) or ("conditions" in head and "cards" in head)
             is_eval = ("video" in head and "frame" in head) or ("runs" in head and "n_files" in head)
             if (kind == "robustness" and (is_rob or "robustness_jpeg50" in head)) or (kind == "evaluate" and is_eval):
                 if p not in out:

@@ -87,13 +87,20 @@ with tab_batch:
     else:
         chosen = st.selectbox("Result file", files, format_func=lambda p: f"{p.parent.name}/{p.name}")
         rob = load_json(chosen)
-        if "robustness_jpeg50" in rob:  # benchmarks.json: one strength of JPEG
-            r = rob["robustness_jpeg50"]
-            rob = {"clean": r["clean"], "perturbations": {"jpeg": [r["jpeg50"]]},
-                   "csv": r.get("data") or "the evaluation files of weights/eval_files.csv"}
-        st.caption(f"Measured here on {rob.get('csv', '?')}; faces re-detected on the perturbed frames.")
-        level = st.radio("Level", ["video", "frame"], horizontal=True, key="rob-level")
-        for fam in rob["perturbations"]:
-            st.plotly_chart(viz.robustness_figure(rob, fam, level), width="stretch")
-            viz.table(viz.robustness_rows(rob, fam, level), numbers={"AUC": "%.4f", "clean AUC": "%.4f",
-                                                                      "change": "%+.4f"})
+        if "conditions" in rob:  # train.robust_crops: face crops, each model alone
+            rows = viz.crop_robustness_rows(rob)
+            st.caption(f"Measured here ({rob.get('created', '?')}) on {rob.get('what', 'face crops')}, "
+                       f"from {', '.join(rob.get('manifests') or ['?'])}.")
+            viz.table(rows, numbers={"change": "%+.4f", "mean P(fake) of reals": "%.3f",
+                                     **{k: "%.4f" for k in rows[0] if k.startswith("AUC")}})
+        else:
+            if "robustness_jpeg50" in rob:  # benchmarks.json: one strength of JPEG
+                r = rob["robustness_jpeg50"]
+                rob = {"clean": r["clean"], "perturbations": {"jpeg": [r["jpeg50"]]},
+                       "csv": r.get("data") or "the evaluation files of weights/eval_files.csv"}
+            st.caption(f"Measured here on {rob.get('csv', '?')}; faces re-detected on the perturbed frames.")
+            level = st.radio("Level", ["video", "frame"], horizontal=True, key="rob-level")
+            for fam in rob["perturbations"]:
+                st.plotly_chart(viz.robustness_figure(rob, fam, level), width="stretch")
+                viz.table(viz.robustness_rows(rob, fam, level), numbers={"AUC": "%.4f", "clean AUC": "%.4f",
+                                                                          "change": "%+.4f"})

@@ -315,6 +315,27 @@ def test_robustness_one_strength_is_bars_and_a_table(monkeypatch):
     assert caption.lower().count("measured here") == 1
 
 
+def test_robustness_page_shows_the_shipped_face_swap_under_video_compression(monkeypatch):
+    """weights/robustness_crops.json (train.robust_crops on the face-swap test crops) is listed on the Robustness
+    page's batch tab: one row per condition with the AUC, its change from clean and the per-dataset AUCs; the figures
+    are the file's, and the README quotes its CRF 36 AUC."""
+    monkeypatch.setenv("TBD_WEIGHTS", str(REPO / "weights"))
+    res = json.loads((REPO / "weights" / "robustness_crops.json").read_text())
+    assert res["split"] == "test" and [Path(c).stem for c in res["cards"]] == ["face-swap"]
+    at = _app("pages/3_Robustness.py").run()
+    at.tabs[1].selectbox[0].set_value(next(o for o in at.tabs[1].selectbox[0].options
+                                           if str(o).endswith("robustness_crops.json"))).run()
+    assert not at.exception, at.exception
+    rows = next(d.value for d in at.tabs[1].dataframe if "condition" in d.value.columns)
+    assert list(rows["condition"])[:2] == ["clean", "jpeg 30"] and "h264 36" in set(rows["condition"])
+    assert set(rows["model"]) == {"face-swap"} and rows["change"].iloc[0] == 0
+    crf36 = next(c for c in res["conditions"] if c["perturbation"] == "h264" and c["strength"] == 36)
+    auc36 = next(iter(crf36["auc"].values()))["all"]
+    assert float(rows.loc[rows["condition"] == "h264 36", "AUC"].iloc[0]) == auc36
+    assert any(k.startswith("AUC, FaceForensics") for k in rows.columns)
+    assert f"{auc36:.3f}" in (REPO / "README.md").read_text()
+
+
 def test_several_strengths_keep_every_model_visible():
     """Lines get a marker shape per model and are set apart, so equal scores do not hide each other."""
     from app import viz

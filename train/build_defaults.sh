@@ -141,6 +141,10 @@ $PY -m train.train_image --manifest "$FACES/swap/manifest.csv" --task binary --n
 # 7. Evaluation on every labelled file no model trained on (the fixed lists in weights/ plus the crops' test split),
 #    side by side with MesoNet; the default ensemble re-chosen on validation files only.
 $PY -m train.evaluate_defaults --data "$DATA" --faces "$FACES" --weights "$W"
+#    face-swap alone on all of its test crops, clean and under JPEG, H.264 (one I-frame), resizing, blur and noise:
+#    shown on the Robustness page (about 5 minutes here).
+$PY -m train.robust_crops "$W/face-swap.json" --manifest "$FACES/swap/manifest.csv" --split test --n 0 \
+    --out "$W/robustness_crops.json"
 
 # 8. Descriptions and limitations into the cards.
 $PY -m train.card_text "$W"

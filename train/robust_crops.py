@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,10 @@ def main(argv=None) -> int:
     except (ValueError, CardError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result.update(split=args.split, seed=args.seed, manifests=args.manifest)
+    result.update(split=args.split, seed=args.seed, manifests=args.manifest,
+                  created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  what=f"face crops of the {args.split} split ({result['n']}, {result['fakes']} fake), each model alone "
+                       "(its test-time views and calibration), clean and perturbed once per condition")
     text = json.dumps(result, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")

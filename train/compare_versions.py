@@ -21,7 +21,9 @@ files can show.
 
 The same rule judges a new default ensemble (say, one with an added model) against the shipped one: with
 `--candidate-ensemble MEMBERS:RULE` the candidate side is scored with those members and rule (the shipped side
-with the ensemble in force in its file), and `--target score` asks that the selection's score be higher.
+with the shipped ensemble, as always), and `--target score` asks that the selection's score be higher. The shipped
+ensemble is read from `--ensemble` (default weights/ensemble.json), not from the score file, which records the
+ensemble in force when it was written.
 
     python -m train.compare_versions shipped.json candidate.json --candidate-ensemble face-swap,face-swap-codec,gan-face:mean \
         --target score
@@ -64,6 +66,11 @@ def ensemble_scores(scores: dict, members: list[str], rule: str) -> tuple[np.nda
                "called": called}
 
 
+def rule_of(ens: dict) -> str:
+    """The combination rule of an ensemble policy or a score file's ensemble (mean where none is named)."""
+    return (ens.get("combiner") or {}).get("type", "mean")
+
+
 def parse_ensemble(text: str) -> dict:
     """"m1,m2,...:rule" (rule mean, max or logistic; default mean) as {"models": [...], "rule": rule}."""
     from core.ensemble import COMBINERS
@@ -83,7 +90,6 @@ def with_shipped_ensemble(scores: dict, policy_path: Path) -> dict:
     changed (a file written under the logistic rule judged candidates under it after the mean was shipped). Says
     on stderr which ensemble scores the comparison."""
     recorded = scores.get("ensemble") or {}
-    rule_of = lambda e: (e.get("combiner") or {}).get("type", "mean")  # noqa: E731
     if policy_path.exists():
         policy = json.loads(policy_path.read_text())
         ens = {"models": policy.get("models"), "combiner": {"type": rule_of(policy)}}
@@ -107,7 +113,7 @@ def compare(shipped: dict, candidate: dict, target: str, n_boot: int = 2000, see
     if target not in names + ["score"]:
         raise ValueError(f"unknown target term {target!r} (one of: {', '.join(names)}, score)")
     ens = shipped["ensemble"]
-    members, rule = ens["models"], (ens.get("combiner") or {}).get("type", "mean")
+    members, rule = ens["models"], rule_of(ens)
     cand_members, cand_rule = ((candidate_ensemble["models"], candidate_ensemble["rule"]) if candidate_ensemble
                                else (members, rule))
     missing = [m for m in cand_members if all(m not in f["models"] for f in candidate["files"])]

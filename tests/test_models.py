@@ -403,6 +403,44 @@ def test_mirrored_test_time_view_averages_the_fake_logits(tmp_path):
             ModelCard.from_dict(d)
 
 
+def test_multi_scale_test_time_views_average_the_fake_logits(tmp_path):
+    """A card with tta_sizes scores each crop at input_size and at every listed size (and the mirror of each, with
+    hflip) and reports sigmoid of the mean of all those fake logits, then its calibration; sizes that repeat, that
+    are not whole pixels, or that sit on a sequence model are refused with a card error."""
+    torch.manual_seed(0)
+    net = create_model("image_classifier", backbone="tf_efficientnet_lite0").eval()
+    head = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():  # a random network's logits are huge; scaled down, no probability saturates at 0 or 1
+        head.weight.mul_(0.02)
+    one = load_detector(save_checkpoint(net, _card("one", "image_classifier", {"backbone": "tf_efficientnet_lite0"}),
+                                        tmp_path / "a"))
+    multi = _card("multi", "image_classifier", {"backbone": "tf_efficientnet_lite0"}, tta=["hflip"], tta_sizes=[96],
+                  calibration={"method": "platt", "temperature": 2.0, "bias": 0.5})
+    multi = load_detector(save_checkpoint(net, multi, tmp_path / "b"))
+    assert multi.card.scoring_sizes == [64, 96]
+    crops = [np.random.default_rng(i).integers(0, 255, (112, 112, 3), dtype=np.uint8) for i in range(4)]
+
+    def z(size, flip=False):
+        with torch.no_grad():
+            x = one.preprocess([c[:, ::-1].copy() for c in crops] if flip else crops, size)
+            return one(x)[:, 0].double().numpy()
+
+    mean = (z(64) + z(64, True) + z(96) + z(96, True)) / 4
+    np.testing.assert_allclose(multi.predict(crops), 1 / (1 + np.exp(-(mean / 2.0 + 0.5))), atol=1e-4)
+    assert np.all(np.abs(mean) < 5) and not np.allclose(z(96), z(64), atol=1e-3)  # a different view, not a copy
+    assert multi.card.scoring.startswith("each face at 64 px and 96 px and the mirror image of each, the 4 fake")
+    d0 = json.loads((tmp_path / "b" / "multi.json").read_text())
+    assert d0["tta_sizes"] == [96]
+    for bad, msg in (({"tta_sizes": [96, 96]}, "must not repeat"), ({"tta_sizes": [64]}, "must not repeat"),
+                     ({"tta_sizes": [96.5]}, "tta_sizes must be"), ({"tta_sizes": 96}, "tta_sizes must be"),
+                     ({"tta_sizes": [8]}, "tta_sizes must be"),
+                     ({"tta": [], "tta_sizes": [96], "architecture": "cnn_lstm", "frames": 8}, "frame models only")):
+        with pytest.raises(CardError, match=msg):
+            ModelCard.from_dict(dict(d0, **bad))
+    old = {k: v for k, v in d0.items() if k != "tta_sizes"}  # a card written before tta_sizes existed still loads
+    assert ModelCard.from_dict(old).scoring_sizes == [64]
+
+
 def test_temperature_fit_and_ece():
     """Scores made over-confident by a known temperature are brought back: the fit recovers it and the expected
     calibration error falls; ECE of calibrated synthetic scores is small."""

@@ -324,9 +324,19 @@ def test_calibrating_an_installed_card_after_training(tmp_path, capsys):
     assert "hflip" in tta["calibration"]["tta"] and tta["sha256"] == before["sha256"]
     assert calibrate([str(card_path), "--manifest", manifest, "--refit"]) == 0
     assert json.loads(card_path.read_text())["tta"] == ["hflip"]
-    assert calibrate([str(card_path), "--manifest", manifest, "--refit", "--tta", "none"]) == 0
+    # multi-scale views: each crop also at 80 px; the split check still passes on the single view, the calibration
+    # names the sizes, and 'none' drops them again
+    assert calibrate([str(card_path), "--manifest", manifest, "--refit", "--tta-sizes", "80"]) == 0
+    scaled = json.loads(card_path.read_text())
+    assert scaled["tta"] == ["hflip"] and scaled["tta_sizes"] == [80] and "80 px" in scaled["calibration"]["tta"]
+    assert load_detector(card_path).card.scoring_sizes == [64, 80]
+    capsys.readouterr()
+    assert calibrate([str(card_path), "--manifest", manifest, "--refit", "--tta-sizes", "big"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: --tta-sizes takes input sizes")
+    assert calibrate([str(card_path), "--manifest", manifest, "--refit", "--tta", "none", "--tta-sizes", "none"]) == 0
     single = json.loads(card_path.read_text())
-    assert single["tta"] == [] and single["calibration"]["temperature"] == pytest.approx(t, rel=1e-6)
+    assert single["tta"] == [] and single["tta_sizes"] == []
+    assert single["calibration"]["temperature"] == pytest.approx(t, rel=1e-6)
     capsys.readouterr()
     rows = list(csv.DictReader(open(manifest)))
     for r in rows:

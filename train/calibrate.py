@@ -50,19 +50,22 @@ def view_scores(det, samples, rng: np.random.Generator, batch: int = 64) -> tupl
 
 def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0, device: str = "cpu",
                    refit: bool = False, seed: int = 0, allow_other_split: bool = False,
-                   tta: list[str] | None = None, method: str = "temperature") -> dict:
+                   tta: list[str] | None = None, method: str = "temperature",
+                   tta_sizes: list[int] | None = None) -> dict:
     """Fit and store the card's temperature and thresholds; returns the new calibration. Raises ValueError with a
     one-line reason (a calibrated card without `refit`, crops that are not the card's, a
     validation split that does not reproduce the card's validation AUC). `tta` (frame models): the test-time views
-    the card is to score with (`[]` none, None: keep the card's); the split check always uses the single view, and
-    the temperature, thresholds and metrics are of the scores core will report."""
+    the card is to score with (`[]` none, None: keep the card's), `tta_sizes` the extra input sizes (likewise); the
+    split check always uses the single view, and the temperature, thresholds and metrics are of the scores core
+    will report."""
     card_path = Path(card_path)
     det = load_detector(card_path, device=pick_device(device))
     card = det.card
     if card.calibration and not refit:
         raise ValueError(f"{card.name} is already calibrated (temperature {card.temperature:g}); --refit fits again")
     tta = list(card.tta) if tta is None else list(tta)
-    card.tta = tta
+    tta_sizes = list(card.tta_sizes) if tta_sizes is None else list(tta_sizes)
+    card.tta, card.tta_sizes = tta, tta_sizes
     card.validate()  # views the card cannot hold (unknown, or on a sequence model) are refused as a card error
     task = card.training.get("task", "binary")
     rows, crop = training_rows(Namespace(manifest=manifests, task=task, landmarks=card.training.get("landmarks",
@@ -83,7 +86,7 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     if not len(sets["validation"]):
         raise ValueError("the manifests have no val rows (or clips)")
     old = card.calibration
-    card.calibration, card.tta = {}, []  # score the network's own probabilities, one view
+    card.calibration, card.tta, card.tta_sizes = {}, [], []  # the network's own probabilities, one view
     loss_fn = nn.CrossEntropyLoss()
     t0 = time.time()
     has_test = test is not None and len(test) > 0
@@ -97,15 +100,17 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     if other and not allow_other_split:
         raise ValueError(f"validation AUC here {got} is not the card's {recorded:.4f}: these are not the crops "
                          f"{card.name} was validated on (manifests, --max-per-group; --allow-other-split to fit on them anyway)")
-    if tta:
-        card.tta = tta
+    views = bool(tta or tta_sizes)
+    if views:
+        card.tta, card.tta_sizes = tta, tta_sizes
         metrics = final_metrics(lambda s, rs: view_scores(det, sets[s], np.random.default_rng(rs)), has_test, t0,
                                 det.device, method=method)
     if "calibration" not in metrics:
         raise ValueError("the validation split holds one class only: no temperature can be fitted")
     cal = dict(metrics["calibration"], fitted_after_training=time.strftime("%Y-%m-%d") + " by train.calibrate")
-    if tta:
-        cal["tta"] = (f"fitted on the mean fake logit of the views {', '.join(tta)}; validation AUC of the single "
+    if views:
+        named = ", ".join(tta + [f"{v} px" for v in tta_sizes])
+        cal["tta"] = (f"fitted on the mean fake logit of the views {named}; validation AUC of the single "
                       f"view {single_view_auc:.4f}, of the views {metrics['validation'].get('auc'):.4f}")
         cal["validation_auc_single_view"] = round(float(single_view_auc), 6)
     if other:
@@ -114,6 +119,7 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     d = json.loads(card_path.read_text())
     d["calibration"] = cal
     d["tta"] = tta
+    d["tta_sizes"] = tta_sizes
     d["thresholds"] = metrics["thresholds"]
     for s in ("validation", "test"):
         if s in metrics:
@@ -122,6 +128,18 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     write_card(card_path, d)
     load_detector(card_path)  # the written card loads and its weights still verify
     return cal
+
+
+def _sizes(values: list[str] | None) -> list[int] | None:
+    """--tta-sizes: None (keep the card's), [] for 'none', else the sizes as integers."""
+    if values is None:
+        return None
+    if values == ["none"]:
+        return []
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise ValueError(f"--tta-sizes takes input sizes in pixels or 'none', not {' '.join(values)}") from None
 
 
 def main(argv=None) -> int:
@@ -136,6 +154,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tta", choices=sorted(TTA_VIEWS) + ["none"],
                     help="frame models: score each crop and its mirror image (hflip) from now on, or one view "
                          "(none); the temperature is fitted on the scores core will report. Default: the card's")
+    ap.add_argument("--tta-sizes", nargs="+", metavar="PX",
+                    help="frame models: also score each crop resized to these input sizes (multi-scale), all views' "
+                         "fake logits averaged; 'none' for the input size alone. Default: the card's")
     ap.add_argument("--method", choices=METHODS, default="temperature",
                     help="temperature: sigmoid(z / T); platt: sigmoid(z / T + b), for scores that lean to one class")
     ap.add_argument("--device", default="auto")
@@ -144,7 +165,7 @@ def main(argv=None) -> int:
         cal = calibrate_card(Path(args.card), args.manifest, args.max_per_group, args.device, args.refit,
                              allow_other_split=args.allow_other_split,
                              tta=None if args.tta is None else [] if args.tta == "none" else [args.tta],
-                             method=args.method)
+                             method=args.method, tta_sizes=_sizes(args.tta_sizes))
     except (ValueError, CardError, LandmarkError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

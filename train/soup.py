@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     det.net.load_state_dict(average_state(state_a, state_b, alpha))
     card = copy.deepcopy(det_b.card)
     card.name = args.name or card.name
-    card.tta = []  # the temperature and thresholds below are of one view; train.calibrate --tta refits them
+    card.tta, card.tta_sizes = [], []  # the temperature and thresholds below are of one view; train.calibrate --tta refits them
     first, second = det_a.card, det_b.card
     tried_txt = ", ".join(f"{a:g}: {auc:.4f}" for auc, _, a in sorted(tried, key=lambda t: t[2]))
     card.training = {

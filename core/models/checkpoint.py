@@ -59,6 +59,10 @@ class ModelCard:
     # Test-time augmentation of frame models: "hflip" scores each crop and its mirror image and averages the two
     # fake logits (then the temperature, fitted on those averaged logits). Grad-CAM explains the crop as it is.
     tta: list[str] = field(default_factory=list)
+    # Multi-scale test-time augmentation of frame models: each crop is also resized to these input sizes (besides
+    # input_size) and every view at every size is scored; all those fake logits are averaged (then calibrated, the
+    # calibration fitted on those averaged logits). Grad-CAM explains the crop at input_size.
+    tta_sizes: list[int] = field(default_factory=list)
     thresholds: dict = field(default_factory=lambda: {"decision": 0.5, "real_below": 0.35, "fake_above": 0.65})
     display_name: str = ""
     version: str = "1"
@@ -117,6 +121,13 @@ class ModelCard:
             raise CardError(f"{where}: tta must be a list drawn from {sorted(TTA_VIEWS)}")
         if self.tta and self.kind != "frame":
             raise CardError(f"{where}: tta is for frame models only")
+        if not isinstance(self.tta_sizes, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 1024 for v in self.tta_sizes):
+            raise CardError(f"{where}: tta_sizes must be a list of input sizes from 16 to 1024")
+        if len(set(self.tta_sizes)) != len(self.tta_sizes) or self.input_size in self.tta_sizes:
+            raise CardError(f"{where}: tta_sizes must not repeat a size or input_size")
+        if self.tta_sizes and self.kind != "frame":
+            raise CardError(f"{where}: tta_sizes is for frame models only")
         if self.calibration:
             method = self.calibration.get("method")
             if method not in CALIBRATION_METHODS:
@@ -140,8 +151,15 @@ class ModelCard:
     @property
     def scoring(self) -> str:
         """How this model turns a face into P(fake), in one line: the views scored and the calibration."""
-        views = ("each face and its mirror image, the two fake logits averaged" if "hflip" in self.tta
-                 else "each face once" if self.kind == "frame" else f"each track as {self.frames} frames")
+        if self.kind != "frame":
+            views = f"each track as {self.frames} frames"
+        elif self.tta_sizes:
+            sizes = " and ".join(f"{v} px" for v in self.scoring_sizes)
+            views = (f"each face at {sizes}" + (" and the mirror image of each" if "hflip" in self.tta else "")
+                     + f", the {len(self.scoring_sizes) * (2 if 'hflip' in self.tta else 1)} fake logits averaged")
+        else:
+            views = ("each face and its mirror image, the two fake logits averaged" if "hflip" in self.tta
+                     else "each face once")
         if self.calibration:
             how = (f"Platt-calibrated (sigmoid(logit / T + b), T = {self.temperature:g}, b = {self.calibration_bias:g}"
                    if self.calibration["method"] == "platt" else f"temperature-calibrated (T = {self.temperature:g}")
@@ -149,6 +167,11 @@ class ModelCard:
         else:
             cal = "the network's own probability (not calibrated)"
         return f"{views}; P(fake) {cal}"
+
+    @property
+    def scoring_sizes(self) -> list[int]:
+        """The input sizes a frame model scores each crop at: input_size first, then the tta_sizes."""
+        return [int(self.input_size)] + [int(v) for v in self.tta_sizes]
 
     @property
     def crop_spec(self) -> tuple[int, float, str]:
@@ -229,9 +252,10 @@ class Detector(nn.Module):
         z = z if t == 1.0 else z / t
         return z if b == 0.0 else z + b
 
-    def preprocess(self, crops: list[np.ndarray]) -> torch.Tensor:
-        """uint8 HxWx3 RGB crops -> normalised (N, 3, S, S) float tensor on the model's device."""
-        s = self.card.input_size
+    def preprocess(self, crops: list[np.ndarray], size: int | None = None) -> torch.Tensor:
+        """uint8 HxWx3 RGB crops -> normalised (N, 3, S, S) float tensor on the model's device (S: `size`, by
+        default the card's input_size)."""
+        s = int(size or self.card.input_size)
         x = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         if x.shape[-1] != s or x.shape[-2] != s:
             mode = _INTERP[self.card.interpolation]
@@ -252,9 +276,10 @@ class Detector(nn.Module):
         if self.card.kind != "frame":
             raise TypeError(f"{self.name} is a sequence model; use predict_sequences")
         out = []
+        sizes = self.card.scoring_sizes
         for i in range(0, len(crops), batch_size):
-            x = self.preprocess(crops[i:i + batch_size])
-            out.append(torch.sigmoid(self.fake_logits(x)).float().cpu().numpy()[:, 0])
+            z = sum(self.fake_logits(self.preprocess(crops[i:i + batch_size], s)) for s in sizes) / len(sizes)
+            out.append(torch.sigmoid(z).float().cpu().numpy()[:, 0])
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     @torch.inference_mode()

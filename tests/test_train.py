@@ -1330,7 +1330,13 @@ def test_a_retrained_member_replaces_its_version_only_when_it_helps_and_harms_no
     a.write_text(json.dumps(shipped))
     b.write_text(json.dumps(shipped))
     assert main([str(a), str(b), "--member", "g", "--target", "other-source reals kept",
-                 "--ensemble", str(tmp_path / "none.json")]) == 2  # same sha256
+                 "--ensemble", str(tmp_path / "none.json")]) == 2  # same sha256, same scores
+    rescored = json.loads(json.dumps(shipped))  # the same weights scored another way (a card's views, calibration)
+    for f in rescored["files"]:
+        f["models"]["g"] = round(min(1.0, f["models"]["g"] * 1.01 + 0.001), 6)
+    b.write_text(json.dumps(rescored))
+    assert main([str(a), str(b), "--member", "g", "--target", "other-source reals kept",
+                 "--ensemble", str(tmp_path / "none.json")]) == 0
 
 
 def test_a_new_default_ensemble_is_judged_against_the_shipped_one_by_the_same_rule(tmp_path, capsys):

@@ -151,6 +151,12 @@ def compare(shipped: dict, candidate: dict, target: str, n_boot: int = 2000, see
             "bootstrap": f"{n_boot} paired resamples within family x label x other-source strata, seed {seed}"}
 
 
+def member_scores(scores: dict, member: str) -> dict:
+    """{path: P(fake)} of one member in a score file. Equal weights (sha256) with other scores are a real
+    candidate: the card changed how they are scored (test-time views, calibration)."""
+    return {f["path"]: f["models"].get(member) for f in scores["files"]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("shipped", help="--val-scores file of the shipped weights")
@@ -177,8 +183,9 @@ def main(argv=None) -> int:
                 raise ValueError("give --member (a retrained member) or --candidate-ensemble")
             if args.member not in (shipped["ensemble"]["models"] or []):
                 raise ValueError(f"{args.member} is not in the shipped ensemble {shipped['ensemble']['models']}")
-            if shipped["model_versions"].get(args.member) == candidate["model_versions"].get(args.member):
-                raise ValueError(f"both score files hold the same {args.member} (sha256 equal)")
+            if (shipped["model_versions"].get(args.member) == candidate["model_versions"].get(args.member)
+                    and member_scores(shipped, args.member) == member_scores(candidate, args.member)):
+                raise ValueError(f"both score files hold the same {args.member} (sha256 and scores equal)")
         res = compare(shipped, candidate, args.target, args.n_boot, candidate_ensemble=cand_ens)
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)

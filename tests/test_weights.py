@@ -18,6 +18,7 @@ from core.models.checkpoint import REPO_WEIGHTS, discover_models
 SHIPPED = ["face-swap", "swap-sbi", "swap-mesoinception4", "gan-face", "sbi-frame", "sbi-temporal"]
 PADDED = ["face-swap", "swap-sbi", "swap-mesoinception4"]  # cut with the padded crop; the earlier three in shift mode, as trained
 MIRRORED = ["face-swap", "swap-sbi", "gan-face"]  # scored with their mirror image too (chosen on validation)
+MULTI_SCALE = {"face-swap": [176]}  # also scored at these input sizes (chosen on validation, 2026-12-07)
 PLATT = {"face-swap": "platt"}  # a temperature and a bias: its scores lean to fake (README, 2026-12-07)
 
 
@@ -54,6 +55,9 @@ def test_card_matches_checkpoint(cards, name):
     assert card.tta == (["hflip"] if name in MIRRORED else [])
     if card.tta:
         assert "hflip" in card.calibration["tta"] and card.calibration["validation_auc_single_view"] > 0.5
+    assert card.tta_sizes == MULTI_SCALE.get(name, [])
+    for size in card.tta_sizes:  # the calibration was fitted on the scores of every size
+        assert f"{size} px" in card.calibration["tta"] and f"{size} px" in card.scoring
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 255, (256, 256, 3), dtype=np.uint8) for _ in range(2)]
     p = det.predict(crops) if card.kind == "frame" else det.predict_sequences([crops])

@@ -106,9 +106,10 @@ $PY -m train.train_image --manifest "$FACES/swap/manifest.csv" --manifest "$FACE
 #    the training groups with the FF++ crops shown 4 times (sharp fakes beside the sharp FFHQ reals), lr 5e-5, and
 #    40 % of the training crops re-encoded as an H.264 I-frame at CRF 20-40 (video compression: without it the
 #    model's AUC on validation crops fell from 0.930 to 0.747 at CRF 36; with it 0.793), best epoch kept (10.6 min
-#    here; 86.3 in all). Then scored with its mirror image too (the mean fake logit of both views) and calibrated
-#    on those scores by Platt scaling (a temperature and a bias): its scores lean to fake, which a temperature
-#    cannot move.
+#    here; 86.3 in all). Then scored at 160 and 176 px, each with its mirror image too (the mean fake logit of the
+#    four views; the 176 px view chosen on validation crops and shipped 2026-12-07 by train.compare_versions) and
+#    calibrated on those scores by Platt scaling (a temperature and a bias): its scores lean to fake, which a
+#    temperature cannot move.
 $PY -m train.train_image --manifest "$FACES/swap/manifest.csv" --manifest "$FACES/ffhq-swap/manifest.csv" \
     --task binary --name face-swap --display-name "Face-swap detector (EfficientNet-Lite2)" \
     --backbone tf_efficientnet_lite2 --init-from "$W/face-swap.json" --size 160 --epochs 2 --batch 32 \
@@ -117,7 +118,7 @@ $PY -m train.train_image --manifest "$FACES/swap/manifest.csv" --manifest "$FACE
     --data-desc "DFDC face crops (7,500 real videos and a face-swap fake of each) and FaceForensics++ Deepfakes crops (68 swap pairs), train split of weights/face_crop_splits.csv, plus FFHQ real photos (train split) cut the same way, plus mouth-region self-blended pseudo-fakes of half the real training crops" \
     --terms "DFDC and FaceForensics++ terms, FFHQ CC BY-NC-SA 4.0: research and non-commercial use only"
 $PY -m train.calibrate "$W/face-swap.json" --manifest "$FACES/swap/manifest.csv" \
-    --manifest "$FACES/ffhq-swap/manifest.csv" --refit --tta hflip --method platt
+    --manifest "$FACES/ffhq-swap/manifest.csv" --refit --tta hflip --tta-sizes 176 --method platt
 
 #    swap-sbi: a second face-swap model beside it, Lite0 with self-blended pseudo-fakes of half the real crops as
 #    extra fakes (9 of 12 planned epochs in 56 minutes here), also scored with its mirror image.

@@ -48,7 +48,11 @@ def tables(weights: Path) -> str:
         cal = card.get("calibration") or {}
         eces = [str(b["calibration"][s].get(m, {}).get("ece", "-")) for s in subsets]
         after = " (fitted after training)" if cal.get("fitted_after_training") else ""
-        after += " (mirrored views)" if card.get("tta") else ""
+        sizes = card.get("tta_sizes") or []
+        views = "mirrored views" if card.get("tta") else "views" if sizes else ""
+        if sizes:
+            views += f" at {card['input_size']} and {', '.join(map(str, sizes))} px"
+        after += f" ({views})" if views else ""
         how = (f"Platt, T {cal['temperature']}, b {cal['bias']}" if cal.get("method") == "platt"
                else f"T {cal['temperature']}" if cal else "-")
         out.append(f"| {m} | {how}{after} | "

@@ -1424,6 +1424,36 @@ def test_h264_augmentation_reencodes_like_a_video_codec_and_says_so_in_the_recip
     assert augment_desc(Namespace(clean=0.0, sr_look=0.0, h264=0.0, h264_crf=[20, 40])) == ""
 
 
+def test_multi_scale_training_draws_a_size_per_training_batch_only(tmp_path, monkeypatch, capsys):
+    """--train-sizes: each training batch is resized to one of the sizes, drawn at random, while validation (and
+    the card) stay at --size; the recipe says so; MesoNet (a fixed 256 px input) is refused with one line."""
+    from core.models.checkpoint import Detector
+    from train.train_image import main as train_image
+
+    seen = []
+    orig = Detector.preprocess
+
+    def spy(self, crops, size=None):
+        x = orig(self, crops, size)
+        seen.append((self.training, x.shape[-1]))
+        return x
+
+    monkeypatch.setattr(Detector, "preprocess", spy)
+    manifest = _tiny_manifest(tmp_path, n=16)
+    common = ["--manifest", manifest, "--task", "binary", "--backbone", "tf_efficientnet_lite0", "--init",
+              "imagenet-lite0", "--size", "64", "--epochs", "1", "--batch", "2", "--aug", "0", "--no-calibrate"]
+    assert train_image(common + ["--name", "ms", "--train-sizes", "64", "96", "--out", str(tmp_path / "runs"),
+                                 "--ship", str(tmp_path / "w")]) == 0
+    train_sizes = [size for training, size in seen if training]
+    assert set(train_sizes) == {64, 96} and {size for training, size in seen if not training} == {64}
+    card = json.loads((tmp_path / "w" / "ms.json").read_text())
+    assert card["input_size"] == 64 and "each training batch at one of 64, 96 px" in card["training"]["recipe"]
+    capsys.readouterr()
+    assert train_image(["--manifest", manifest, "--task", "binary", "--arch", "meso4", "--size", "256", "--epochs",
+                        "1", "--name", "m4", "--train-sizes", "128", "256", "--out", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: --train-sizes needs a convolutional backbone")
+
+
 def test_robust_crops_scores_cards_under_perturbations_with_a_paired_group_bootstrap(tmp_path, capsys):
     """train.robust_crops: every card scored on the same sampled crops, clean and perturbed; a card compared with
     itself differs by exactly 0 (interval [0, 0]); a perturbation really changes the pixels scored; bad input is one

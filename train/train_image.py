@@ -191,12 +191,17 @@ def class_weights(y: np.ndarray) -> torch.Tensor:
 
 def run_epoch(det: Detector, data: Samples, order: np.ndarray, bs: int, loss_fn, opt, scaler, device, rng,
               train: bool, desc: str, ema: WeightEma | None = None,
-              workers: int = 0) -> tuple[float, float, np.ndarray, np.ndarray]:
+              workers: int = 0, sizes: list[int] | None = None) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """One pass over `order`. `sizes` (training only): each batch is resized to one of these input sizes, drawn
+    at random (multi-scale training); without it every batch is at the card's input size."""
     det.train(train)
+    size_rng = np.random.default_rng(int(rng.integers(2 ** 31))) if sizes else None
 
     def batches():
         for items in made_batches(data.item, order, bs, rng, workers, desc):
-            yield det.preprocess([img for img, _ in items]), torch.tensor([y for _, y in items], dtype=torch.long)
+            size = int(size_rng.choice(sizes)) if size_rng is not None else None
+            yield (det.preprocess([img for img, _ in items], size),
+                   torch.tensor([y for _, y in items], dtype=torch.long))
 
     return fit_batches(det, batches(), loss_fn, opt, scaler, device, train, ema)
 
@@ -217,6 +222,9 @@ def main(argv=None) -> int:
                          "weights/gan-face.json; where the Lite0 ImageNet package is not installed, such as a GPU "
                          "machine); replaces --init")
     ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--train-sizes", type=int, nargs="+", metavar="PX",
+                    help="multi-scale training: each training batch is resized to one of these input sizes, drawn at "
+                         "random; validation, calibration and the card stay at --size")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -277,6 +285,11 @@ def main(argv=None) -> int:
     if not split["train"] or not split["val"]:
         print("error: the manifest needs train and val rows", file=sys.stderr)
         return 2
+    if args.train_sizes and (args.arch in MESO_ARCHS or is_swin(args.backbone)
+                             or not all(16 <= v <= 1024 for v in args.train_sizes)):
+        print("error: --train-sizes needs a convolutional backbone that takes any input size (not MesoNet or Swin) "
+              "and sizes from 16 to 1024 px", file=sys.stderr)
+        return 2
     if args.arch in MESO_ARCHS:  # MesoNet from scratch: one fake logit, 256 px input (its dense layer's size)
         if args.size != 256 or args.init_from or args.init not in ("none", "imagenet-lite0"):
             print(f"error: --arch {args.arch} trains from scratch at --size 256 (no --init / --init-from)",
@@ -331,7 +344,7 @@ def main(argv=None) -> int:
     for epoch in range(first, args.epochs + 1):
         order = epoch_items[rng.permutation(len(epoch_items))]
         tl, ta, _, _ = run_epoch(det, train_set, order, args.batch, loss_fn, opt, scaler, device, rng, True,
-                                 f"epoch {epoch} train", ema, args.workers)
+                                 f"epoch {epoch} train", ema, args.workers, args.train_sizes)
         if ema is not None:  # validate (and keep) the averaged weights; training goes on from its own
             current = {k: v.detach().clone() for k, v in det.net.state_dict().items()}
             det.net.load_state_dict(ema.state)
@@ -368,7 +381,9 @@ def main(argv=None) -> int:
         "data": args.data_desc or ", ".join(sorted({r["dataset"] for r in split["train"]})),
         "counts": config["counts"],
         "recipe": f"Adam lr {args.lr}{' with cosine decay' if args.cosine else ''}, batch {args.batch}, "
-                  f"{len(run.history)} epochs, {args.size}px, "
+                  f"{len(run.history)} epochs, {args.size}px"
+                  + (f" (each training batch at one of {', '.join(map(str, args.train_sizes))} px, drawn at random)"
+                     if args.train_sizes else "") + ", "
                   f"weighted cross-entropy, extreme augmentation p={args.aug}"
                   + (f", every crop re-encoded as JPEG q{args.final_jpeg[0]}-{args.final_jpeg[1]}" if args.final_jpeg else "")
                   + (f", at most {args.max_per_group} crops per group" if args.max_per_group else "")

@@ -255,8 +255,14 @@ class Detector(nn.Module):
     def preprocess(self, crops: list[np.ndarray], size: int | None = None) -> torch.Tensor:
         """uint8 HxWx3 RGB crops -> normalised (N, 3, S, S) float tensor on the model's device (S: `size`, by
         default the card's input_size)."""
-        s = int(size or self.card.input_size)
-        x = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        return self._resized(self._unit(crops), int(size or self.card.input_size))
+
+    def _unit(self, crops: list[np.ndarray]) -> torch.Tensor:
+        """uint8 HxWx3 RGB crops -> (N, 3, H, W) floats in [0, 1] on the model's device."""
+        return torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def _resized(self, x: torch.Tensor, s: int) -> torch.Tensor:
+        """[0, 1] crops resized to s x s with the card's interpolation, then normalised."""
         if x.shape[-1] != s or x.shape[-2] != s:
             mode = _INTERP[self.card.interpolation]
             kw = {"align_corners": False, "antialias": True} if mode in ("bilinear", "bicubic") else {}
@@ -278,7 +284,8 @@ class Detector(nn.Module):
         out = []
         sizes = self.card.scoring_sizes
         for i in range(0, len(crops), batch_size):
-            z = sum(self.fake_logits(self.preprocess(crops[i:i + batch_size], s)) for s in sizes) / len(sizes)
+            x = self._unit(crops[i:i + batch_size])  # stacked once, resized for each size
+            z = sum(self.fake_logits(self._resized(x, s)) for s in sizes) / len(sizes)
             out.append(torch.sigmoid(z).float().cpu().numpy()[:, 0])
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 

@@ -1232,6 +1232,91 @@ def test_sbi_extra_adds_pseudo_fakes_to_training_only(tmp_path):
     assert y == 1 and changed.any() and not changed[: src.shape[0] // 3].any()  # the top third is untouched
 
 
+def test_border_rect_finds_the_padding_of_a_pre_cropped_face_and_fill_border_replaces_only_it():
+    """A face that fills its file (a pre-cropped face) gets core's black padding; border_rect finds the part inside
+    it, fill_border replaces exactly the rest (mirror: no black left; context: the other crop's pixels there)."""
+    from core.faces import crop_face
+    from train.common import border_rect, fill_border
+
+    img = _face(1)
+    pre = crop_face(img, (0, 0, 256, 256), size=224, margin=0.1)  # the window leaves the file on every side
+    rect = border_rect(pre)
+    assert rect is not None
+    t, b, l, r = rect
+    pad = 224 * 0.1 / 1.2  # the padding is 1/12 of the window on each side
+    assert all(abs(v - pad) <= 4 for v in (t, l, 224 - b, 224 - r))
+    inside = crop_face(img, (60, 60, 196, 196), size=224, margin=0.1)  # the window inside the image
+    assert border_rect(inside) is None
+    dark = np.zeros((224, 224, 3), np.uint8)
+    assert border_rect(dark) is None  # all black: nothing inside
+    mirrored = fill_border(pre, rect, "mirror")
+    assert mirrored.shape == pre.shape and np.array_equal(mirrored[t:b, l:r], pre[t:b, l:r])
+    assert border_rect(mirrored) is None and mirrored[:5].max(axis=2).min() > 10  # no black row left
+    ctx = np.full_like(pre, 77)
+    pasted = fill_border(pre, rect, "context", ctx)
+    assert np.array_equal(pasted[t:b, l:r], pre[t:b, l:r]) and (pasted[:t] == 77).all() and (pasted[b:] == 77).all()
+    assert fill_border(pre, rect, "context", np.full((100, 100, 3), 77, np.uint8)).shape == pre.shape
+    with pytest.raises(ValueError):
+        fill_border(pre, rect, "blur")
+    with pytest.raises(ValueError):
+        fill_border(pre, rect, "context")
+
+
+def test_border_fill_replaces_training_padding_and_changes_nothing_when_off(tmp_path):
+    """Samples(border_fill=1): every padded training crop comes out without black padding (mirrored or with a real
+    crop's surroundings, which lends only when nearly border-free); border_fill=0 draws nothing extra from the
+    random stream (the shipped recipes' samples are unchanged)."""
+    from train.common import border_rect, read_manifest
+    from train.train_image import Samples
+
+    rows = [r for r in read_manifest(_tiny_manifest(tmp_path)) if r["split"] == "train"]
+    off = Samples(rows, "binary", None, 0)
+    assert off.rects == [] and off.context == []
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    for k in range(len(off)):
+        img, _ = off.item(k, rng_a)
+        assert np.array_equal(img, off.crops[off.items[k][0]])
+    assert rng_a.random() == rng_b.random()
+    from core.faces import crop_face
+
+    for r in rows:  # half the crops become pre-cropped faces: padded on every side
+        if r["label"] == "fake":
+            crop = crop_face(_face(0), (0, 0, 256, 256), size=256, margin=0.1)
+            Image.fromarray(crop).save(r["crop_path"])
+    on = Samples(rows, "binary", None, 0, border_fill=1.0)
+    padded = [i for i, rect in enumerate(on.rects) if rect is not None]
+    assert sorted(padded) == [i for i, r in enumerate(rows) if r["label"] == "fake"]
+    assert len(on.context) == sum(r["label"] == "real" for r in rows)  # the border-free reals lend surroundings
+    rng = np.random.default_rng(0)
+    for k in padded:
+        for _ in range(4):
+            img, y = on.item(k, rng)
+            assert y == 1 and border_rect(img) is None and img.shape == on.crops[k].shape
+
+
+def test_zoom_face_shows_the_face_closer_and_leaves_a_face_filled_crop_alone():
+    """zoom_face: a square window around the face, from about its box (estimated from the 5 points) to the whole
+    crop, resized back; the face stays in view; a crop the face already fills, or without points, is unchanged."""
+    from train.common import face_side, zoom_face
+
+    wide = np.full((320, 320, 3), 40, np.uint8)
+    pts = [[140, 150], [180, 150], [160, 170], [145, 190], [175, 190]]  # eyes, nose, mouth: a ~108 px face box
+    side = face_side(pts)
+    assert side == pytest.approx(2.7 * 40, rel=1e-6)
+    wide[160 - 54:160 + 54, 160 - 54:160 + 54] = 200  # the face box
+    rng = np.random.default_rng(0)
+    fills = []
+    for _ in range(40):
+        z = zoom_face(wide, pts, rng)
+        assert z.shape == wide.shape
+        fills.append((z > 120).all(axis=2).mean())
+    assert min(fills) == pytest.approx((108 / 320) ** 2, abs=0.03)  # sometimes the whole crop
+    assert max(fills) > 0.8  # sometimes the face fills the view
+    tight = [[p[0] * 3, p[1] * 3 - 300] for p in pts]  # the same face three times larger: it fills the crop
+    assert np.array_equal(zoom_face(wide, tight, rng), wide)
+    assert np.array_equal(zoom_face(wide, None, rng), wide) and face_side([[1, 2]]) is None
+
+
 @pytest.mark.parametrize("arch", ["meso4", "mesoinception4"])
 def test_mesonet_trains_here_and_loads_through_core(tmp_path, arch):
     """Our own MesoNet (one fake logit, from scratch at 256 px): trains, ships a sigmoid card that core loads and
@@ -1452,6 +1537,15 @@ def test_multi_scale_training_draws_a_size_per_training_batch_only(tmp_path, mon
     assert train_image(["--manifest", manifest, "--task", "binary", "--arch", "meso4", "--size", "256", "--epochs",
                         "1", "--name", "m4", "--train-sizes", "128", "256", "--out", str(tmp_path / "runs")]) == 2
     assert capsys.readouterr().err.strip().startswith("error: --train-sizes needs a convolutional backbone")
+    assert train_image(common + ["--name", "bf", "--border-fill", "1.5", "--out", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.strip() == "error: --border-fill and --zoom are probabilities (0 to 1)"
+    assert train_image(common + ["--name", "bf", "--zoom", "-0.1", "--out", str(tmp_path / "runs")]) == 2
+    capsys.readouterr()
+    assert train_image(common + ["--name", "bf", "--border-fill", "0.5", "--zoom", "0.5", "--out",
+                                 str(tmp_path / "runs"), "--ship", str(tmp_path / "w")]) == 0
+    recipe = json.loads((tmp_path / "w" / "bf.json").read_text())["training"]["recipe"]
+    assert "black padding of pre-cropped faces replaced with p=0.5" in recipe
+    assert "a closer view (face box to whole crop) with p=0.5" in recipe
 
 
 def test_robust_crops_scores_cards_under_perturbations_with_a_paired_group_bootstrap(tmp_path, capsys):

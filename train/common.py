@@ -203,6 +203,77 @@ class Augment:
         return np.ascontiguousarray(out)
 
 
+BORDER_LEVEL = 10  # a crop's padding rows/columns are black (core.faces.PAD_VALUE); bicubic resizing greys them slightly
+BORDER_FILLS = ("mirror", "context")
+
+
+def border_rect(img: np.ndarray, level: int = BORDER_LEVEL, inset: int = 2) -> tuple[int, int, int, int] | None:
+    """The part of a crop inside its black padding, as (top, bottom, left, right), or None where the crop has no
+    padding: the rows and columns from each edge whose every pixel is at most `level`, and `inset` more pixels for
+    the grey seam that resizing leaves. A pre-cropped face (its box fills the file) gets this padding from
+    core.faces.crop_face; a face in a frame or a photo has its real surroundings there instead."""
+    dark = img.max(axis=2) <= level
+    rows, cols = ~dark.all(axis=1), ~dark.all(axis=0)
+    if not rows.any() or not cols.any():
+        return None
+    t, b = int(rows.argmax()), len(rows) - int(rows[::-1].argmax())
+    l, r = int(cols.argmax()), len(cols) - int(cols[::-1].argmax())
+    h, w = dark.shape
+    if (t, b, l, r) == (0, h, 0, w):
+        return None
+    t, l = t + inset if t else 0, l + inset if l else 0
+    b, r = b - inset if b < h else h, r - inset if r < w else w
+    return (t, b, l, r) if b - t >= 8 and r - l >= 8 else None
+
+
+def fill_border(img: np.ndarray, rect: tuple[int, int, int, int], how: str,
+                context: np.ndarray | None = None) -> np.ndarray:
+    """`img` with everything outside `rect` (border_rect) replaced: "mirror" reflects the inside outwards
+    (cv2.BORDER_REFLECT_101); "context" pastes the inside onto `context`, a border-free crop of another face cut the
+    same way (so its hair, neck and background surround this face). Training a face crop detector on both keeps the
+    black padding of pre-cropped faces from being a cue it needs (train_image --border-fill)."""
+    t, b, l, r = rect
+    h, w = img.shape[:2]
+    inner = np.ascontiguousarray(img[t:b, l:r])
+    if how == "mirror":
+        return cv2.copyMakeBorder(inner, t, h - b, l, w - r, cv2.BORDER_REFLECT_101)
+    if how == "context":
+        if context is None:
+            raise ValueError("fill_border: 'context' needs a context crop")
+        out = np.array(context if context.shape == img.shape else
+                       cv2.resize(context, (w, h), interpolation=cv2.INTER_AREA))
+        out[t:b, l:r] = inner
+        return out
+    raise ValueError(f"unknown border fill {how!r} (one of {BORDER_FILLS})")
+
+
+FACE_PER_EYE_MOUTH = 2.7  # an MTCNN face box's side over its eye-centre-to-mouth-centre distance (FFHQ crops' median)
+
+
+def face_side(landmarks) -> float | None:
+    """The side of the face box that MTCNN would give, estimated from its 5 points (in crop pixels), or None."""
+    pts = np.asarray(landmarks if landmarks is not None else [], dtype=float)
+    if pts.shape != (5, 2):
+        return None
+    return FACE_PER_EYE_MOUTH * float(np.hypot(*(pts[3:].mean(0) - pts[:2].mean(0))))
+
+
+def zoom_face(img: np.ndarray, landmarks, rng: np.random.Generator) -> np.ndarray:
+    """A random closer view of a wide crop: a square window around the face, of a side drawn between the face box
+    (the face fills the view, as when an uploaded image is a tight face crop and its whole file is the crop) and
+    the whole crop, resized back to the crop's size. A crop the face already fills, or one without landmarks, is
+    returned as it is (train_image --zoom)."""
+    h, w = img.shape[:2]
+    side = face_side(landmarks)
+    if side is None or side >= min(h, w) - 1:
+        return img
+    s = int(round(rng.uniform(side, min(h, w))))
+    cx, cy = np.asarray(landmarks, dtype=float).mean(0)
+    x0 = int(round(min(max(cx - s / 2, 0), w - s)))
+    y0 = int(round(min(max(cy - s / 2, 0), h - s)))
+    return cv2.resize(np.ascontiguousarray(img[y0:y0 + s, x0:x0 + s]), (w, h), interpolation=cv2.INTER_CUBIC)
+
+
 # ------------------------------------------------------------------------------------------ initialisation
 
 

@@ -34,7 +34,9 @@ from .common import (
     augment_desc,
     augment_from_args,
     binary_metrics,
+    border_rect,
     copy_grids,
+    fill_border,
     final_metrics,
     finish_run,
     fit_batches,
@@ -48,6 +50,7 @@ from .common import (
     save_state,
     seed_everything,
     training_rows,
+    zoom_face,
 )
 from .landmarks import LANDMARK_DESC, LandmarkError
 from .sbi import sample_params, self_blend
@@ -85,21 +88,41 @@ def build_card(args, name: str, architecture: str, config: dict, init_desc: str,
                      training={"init": init_desc})
 
 
+CONTEXT_MIN_INSIDE = 0.8  # a real crop lends its surroundings (--border-fill) if at most 20 % of it is padding
+
+
+def _inside_share(crop: np.ndarray, rect: tuple[int, int, int, int] | None) -> float:
+    if rect is None:
+        return 1.0
+    t, b, l, r = rect
+    return (b - t) * (r - l) / float(crop.shape[0] * crop.shape[1])
+
+
 class Samples:
     """In-memory crops with labels; `item` builds one (uint8 crop, label) with SBI and augmentation applied.
 
     task "sbi": every real crop twice, as itself (real) and as a self-blended pseudo-fake.
     task "binary": every crop with its label; `sbi_extra` F > 0 adds pseudo-fakes blended from F x (number of real
-    crops with landmarks) real crops (evenly spaced, a new blend each time one is drawn) as extra fakes."""
+    crops with landmarks) real crops (evenly spaced, a new blend each time one is drawn) as extra fakes.
+    `border_fill` P > 0: a crop with black padding (a pre-cropped face, `border_rect`) has it replaced with
+    probability P, half the time by mirroring the crop and half by the surroundings of a random real crop with
+    little or no padding (its own padding mirrored away; `fill_border`), before the augmentation. `zoom` P > 0: with
+    probability P a crop is shown closer, anywhere from its face box to the whole crop (`zoom_face`)."""
 
     def __init__(self, rows: list[dict], task: str, augment: Augment | None, seed: int, sbi_profile: str = "strong",
-                 sbi_extra: float = 0.0, sbi_region: str = "face"):
+                 sbi_extra: float = 0.0, sbi_region: str = "face", border_fill: float = 0.0, zoom: float = 0.0):
         self.sbi_profile = sbi_profile
         self.sbi_region = sbi_region
         self.rows = rows
         self.task = task
         self.augment = augment
         self.crops = [load_crop(r["crop_path"]) for r in rows]
+        self.border_fill = border_fill
+        self.zoom = zoom
+        self.rects = [border_rect(c) for c in self.crops] if border_fill > 0 else []
+        self.context = [c if rect is None else fill_border(c, rect, "mirror")  # nearly border-free real crops
+                        for c, rect, r in zip(self.crops, self.rects, rows)
+                        if r["label"] == "real" and _inside_share(c, rect) >= CONTEXT_MIN_INSIDE]
         self.rng = np.random.default_rng(seed)
         blendable = [i for i in range(len(rows)) if rows[i]["landmarks"]]
         if task == "sbi":  # (crop index, label, self-blend?)
@@ -129,6 +152,12 @@ class Samples:
         img = self.crops[i]
         if blend:
             img, _ = self_blend(img, self.rows[i]["landmarks"], sample_params(rng, self.sbi_profile, self.sbi_region))
+        if self.border_fill and self.rects[i] is not None and rng.random() < self.border_fill:
+            how = "context" if self.context and rng.random() < 0.5 else "mirror"
+            ctx = self.context[int(rng.integers(len(self.context)))] if how == "context" else None
+            img = fill_border(img, self.rects[i], how, ctx)
+        if self.zoom and rng.random() < self.zoom:
+            img = zoom_face(img, self.rows[i]["landmarks"], rng)
         if self.augment is not None:
             img = self.augment([img], rng)[0]
         return img, y
@@ -238,6 +267,14 @@ def main(argv=None) -> int:
     ap.add_argument("--sbi-extra", type=float, default=0.0,
                     help="task binary: add self-blended pseudo-fakes of this fraction of the real training crops as "
                          "extra fakes (validation and test stay real fakes only)")
+    ap.add_argument("--border-fill", type=float, default=0.0, metavar="P",
+                    help="replace the black padding of pre-cropped training faces with probability P (half by "
+                         "mirroring the crop, half by another real face's surroundings), so that a face with real "
+                         "surroundings (a frame, a photo) is not new to the model; validation stays as cut")
+    ap.add_argument("--zoom", type=float, default=0.0, metavar="P",
+                    help="show a training crop closer with probability P: a square window around its face, from the "
+                         "face box (a face that fills its image) to the whole crop, so that how much of the view the "
+                         "face fills is no cue (wide crops, e.g. gan-face)")
     ap.add_argument("--no-calibrate", action="store_true",
                     help="do not fit a temperature on the validation split (the card's P(fake) is then uncalibrated)")
     ap.add_argument("--resume", action="store_true",
@@ -285,6 +322,9 @@ def main(argv=None) -> int:
     if not split["train"] or not split["val"]:
         print("error: the manifest needs train and val rows", file=sys.stderr)
         return 2
+    if not (0 <= args.border_fill <= 1 and 0 <= args.zoom <= 1):
+        print("error: --border-fill and --zoom are probabilities (0 to 1)", file=sys.stderr)
+        return 2
     if args.train_sizes and (args.arch in MESO_ARCHS or is_swin(args.backbone)
                              or not all(16 <= v <= 1024 for v in args.train_sizes)):
         print("error: --train-sizes needs a convolutional backbone that takes any input size (not MesoNet or Swin) "
@@ -325,7 +365,7 @@ def main(argv=None) -> int:
     copy_grids(args.manifest, run)
     augment = augment_from_args(args)
     train_set = Samples(split["train"], args.task, augment, args.seed, args.sbi_profile, args.sbi_extra,
-                        args.sbi_region)
+                        args.sbi_region, border_fill=args.border_fill, zoom=args.zoom)
     val_set, test_set = held_out_samples(split, args.task, args.seed, args.sbi_profile, args.sbi_region)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(train_set.labels()).to(device))
     opt = torch.optim.Adam(det.net.parameters(), lr=args.lr)
@@ -392,6 +432,9 @@ def main(argv=None) -> int:
                   + (f", started from {args.init_from}" if args.init_from else "")
                   + (f", self-blended pseudo-fakes of {args.sbi_extra:g} x the real crops as extra fakes "
                      f"(SBI source profile {args.sbi_profile}, {args.sbi_region} region)" if args.sbi_extra else "")
+                  + (f", black padding of pre-cropped faces replaced with p={args.border_fill:g} (half mirrored, half "
+                     "another real face's surroundings)" if args.border_fill else "")
+                  + (f", a closer view (face box to whole crop) with p={args.zoom:g}" if args.zoom else "")
                   + augment_desc(args)
                   + (f", weights averaged over steps (EMA decay {args.ema})" if args.ema else "")
                   + (f", SBI source profile {args.sbi_profile}, {args.sbi_region} region, masks from "

@@ -267,6 +267,7 @@ class Analyzer:
         timings["decode"] += time.perf_counter() - t
         thr = self.face_detector.threshold if face_threshold is None else float(face_threshold)
         found = self.faces_of(media, frames, thr, self._crop_specs(names), frame_transform, timings, prog)
+        media.info.warnings.extend(self.caveats(found, names))
         t = time.perf_counter()
         scores = self.score(found, names, prog)
         timings["models"] += time.perf_counter() - t
@@ -467,6 +468,14 @@ class Analyzer:
             prog("explain", (mi + 1) / len(names))
 
     # ---------------------------------------------------------------------------------------------- helpers
+    def caveats(self, found: Found, names: list[str]) -> list[str]:
+        """The measured weaknesses (cards' `caveats`) of the chosen models on this kind of input, one warning each: a
+        face that fills its image (a pre-cropped face, found only on the padded detection pass) -> "pre_cropped"."""
+        if not any(f.face.extra.get("padded_detection") for f in found.faces):
+            return []
+        return [f"{n} on a face that fills its image: {self.cards[n].caveats['pre_cropped']}"
+                for n in names if self.cards[n].caveats.get("pre_cropped")]
+
     def _select(self, models: list[str] | None) -> list[str]:
         if not models:
             return list(self.detectors)

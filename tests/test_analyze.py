@@ -297,3 +297,26 @@ def test_each_stage_runs_alone_and_together_they_are_analyze(analyzer, face_imag
     assert [f.fake_probability for f in back.faces] == pytest.approx([f.fake_probability for f in a.faces], abs=1e-6)
     assert back.verdict == a.verdict and back.faces[0].thumb.shape == a.faces[0].thumb.shape
     assert t["sample"] >= 0
+
+
+def test_a_cards_pre_cropped_caveat_is_a_warning_only_where_the_face_fills_the_image(tmp_path):
+    """gan-face's card carries a measured caveat for faces that fill their image (it misses GAN faces cut that
+    tightly): an analysis of a pre-cropped face (found only on the padded detection pass) carries it as a warning;
+    a photo with the face inside it does not; a card without caveats adds nothing."""
+    from conftest import DATA, REPO
+
+    crop = DATA / "i-Shreyansh__DeepFake-Detection/faces_224/esbaoauizq.jpg"  # MTCNN finds it only padded
+    photo = DATA / "ffhq_vs_stylegan2/real/0.jpg"
+    need_shared(crop)
+    need_shared(photo)
+    an = Analyzer(models=["gan-face", "face-swap"], dirs=[REPO / "weights"], device="cpu")
+    caveat = an.cards["gan-face"].caveats["pre_cropped"]
+    assert not an.cards["face-swap"].caveats
+    a = an.analyze(crop, frames=1)
+    assert a.faces and a.faces[0].face.extra.get("padded_detection")
+    assert a.info.warnings == [f"gan-face on a face that fills its image: {caveat}"]
+    assert a.to_json()["input"]["warnings"] == a.info.warnings
+    b = an.analyze(photo, frames=1)
+    assert b.faces and not b.faces[0].face.extra.get("padded_detection") and b.info.warnings == []
+    only = Analyzer(models=["face-swap"], dirs=[REPO / "weights"], device="cpu")
+    assert only.analyze(crop, frames=1).info.warnings == []

@@ -33,8 +33,13 @@ text = {
                 "The FF++ crops are from FF++'s official test-split ids: no FF++ test-split figure may be quoted for it.",
                 "DFDC crops are one frame per video at low JPEG quality (about q75) and 224 px from face boxes of 100-220 "
                 "px; the only sharp, high-resolution faces it saw are 309 FFHQ real photos.",
-                "Trained on tight crops whose borders are black padding; on full video frames the border holds real "
-                "context, a mild shift from training.",
+                "Trained on tight crops whose borders are black padding (29-31 % of each DFDC and FF++ crop); on a "
+                "video frame or a photo that ring holds the face's real surroundings, which in its training only "
+                "FFHQ real photos had. Measured on its validation crops with the padding replaced (mirrored file, "
+                "blurred edge, or the file whole): AUC 0.90-0.91 against 0.936 as cut (FF++ Deepfakes 0.75-0.84 "
+                "against 0.84), and fakes scored lower (mean P(fake) 0.64-0.69 against 0.80). A version trained with "
+                "the padding replaced ranked those better but flagged more real photos of other sources and was not "
+                "shipped (README, 2026-12-07, sixth round).",
                 "Trained for 59 + 17 + 11 minutes on a 2-core CPU (86.3 for the three stages; the budget is 90), a "
                 "fraction of the epochs such models usually get. The second stage lowered its validation AUC on the "
                 "known swaps (val split, one view: DFDC 0.939 -> 0.924, FF++ Deepfakes 0.818 -> 0.796) and is kept "
@@ -78,6 +83,12 @@ text = {
               "scored as it is and mirrored, the two fake logits averaged (validation AUC 0.9958 -> 0.9979). P(fake) "
               "is temperature-calibrated on those scores of its validation split (train.calibrate).",
               ["Knows one generator (StyleGAN2 via thispersondoesnotexist.com); diffusion models and other GANs are unseen.",
+               "Trained on wide crops, where only the real DFDC and FF++ crops show a face that fills the view: a "
+               "GAN face that fills its image (a tight face crop) is called real. Of 22 StyleGAN2 validation faces "
+               "cut to their face box none reached its threshold (mean P(fake) 0.004, against 0.89 uncut); an "
+               "analysis of such an input carries a warning (caveats.pre_cropped). A version trained with closer "
+               "views caught 10 of them but flagged 7 of 43 real photos of other sources and was not shipped "
+               "(README, 2026-12-07, sixth round).",
                "Few fakes: 112 StyleGAN2 crops against 1,763 real ones in training (310 FFHQ, 318 real-clip, 848 "
                "DFDC and 287 FF++ crops); its validation split holds 22 fakes among 347 crops.",
                "Its own decision threshold is low (P(fake) 0.179: the balanced-accuracy optimum of a validation split "
@@ -118,11 +129,20 @@ text = {
                    "Like sbi-frame, below chance on this project's labelled fakes (ensemble validation files): not in the "
                    "default ensemble."]),
 }
+caveats = {
+ "gan-face": {"pre_cropped": "of 22 StyleGAN2 validation faces cut to their "
+                             "face box, none reached its threshold (mean P(fake) 0.004; the same faces with hair and "
+                             "background 0.89). A low gan-face score here says nothing about whether the face was "
+                             "generated: analyse the uncropped image if there is one."},
+}
+
+
 def main(weights: str = "weights") -> None:
     for n, (desc, lim) in text.items():
         p = Path(weights) / f"{n}.json"
         c = json.loads(p.read_text())
         c["description"], c["limitations"] = desc, lim
+        c["caveats"] = caveats.get(n, {})
         c["license"] = ("weights: research and non-commercial use only "
                         "(derived from research-only training data; see training.terms)")
         write_card(p, c)

@@ -29,6 +29,7 @@ __all__ = ["ModelCard", "Detector", "save_checkpoint", "write_card", "load_detec
 
 REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 CARD_VERSION = 1
+CAVEAT_INPUTS = {"pre_cropped"}  # the input kinds a card's `caveats` may name
 TTA_VIEWS = {"hflip"}
 _INTERP = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest", "area": "area"}
 
@@ -71,6 +72,9 @@ class ModelCard:
     metrics: dict = field(default_factory=dict)
     license: str = ""
     limitations: list[str] = field(default_factory=list)
+    # Measured weaknesses on a kind of input that core can recognise, shown with any analysis of such an input:
+    # {"pre_cropped": text} where a face fills its image (found only on the padded detection pass).
+    caveats: dict = field(default_factory=dict)
     ensemble: dict = field(default_factory=lambda: {"default": True, "weight": 1.0})
     file: str = ""
     sha256: str = ""
@@ -128,6 +132,9 @@ class ModelCard:
             raise CardError(f"{where}: tta_sizes must not repeat a size or input_size")
         if self.tta_sizes and self.kind != "frame":
             raise CardError(f"{where}: tta_sizes is for frame models only")
+        if not isinstance(self.caveats, dict) or not set(self.caveats) <= CAVEAT_INPUTS or not all(
+                isinstance(v, str) and v.strip() for v in self.caveats.values()):
+            raise CardError(f"{where}: caveats must map input kinds from {sorted(CAVEAT_INPUTS)} to a text")
         if self.calibration:
             method = self.calibration.get("method")
             if method not in CALIBRATION_METHODS:

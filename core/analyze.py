@@ -32,6 +32,10 @@ DISPLAY_LONG_SIDE = 960
 CHUNK = 16
 GALLERY_CROP = (128, 0.15, "pad")  # size, margin, mode of the gallery's plain face crop
 INPUT_THUMB = 160  # long side of the model input crops kept beside the heatmaps
+# A face box shorter than this (source pixels) is a low-resolution face: the cards' "low_resolution" caveats were
+# measured on validation faces of about 93 px and less (224 px crops shrunk to 112 and 80 px; see README).
+LOW_RES_FACE_PX = 100
+TURNS = (1, 3, 2)  # quarter turns counter-clockwise (np.rot90) tried on an image with no upright face
 
 
 class NoModelsError(RuntimeError):
@@ -267,6 +271,8 @@ class Analyzer:
         timings["decode"] += time.perf_counter() - t
         thr = self.face_detector.threshold if face_threshold is None else float(face_threshold)
         found = self.faces_of(media, frames, thr, self._crop_specs(names), frame_transform, timings, prog)
+        if not found.faces and media.info.kind == "image":
+            found = self.turned(media, found, frames, thr, self._crop_specs(names), frame_transform, timings, prog)
         media.info.warnings.extend(self.caveats(found, names))
         t = time.perf_counter()
         scores = self.score(found, names, prog)
@@ -467,14 +473,41 @@ class Analyzer:
                 f.inputs[name] = _thumbnail(c, INPUT_THUMB)
             prog("explain", (mi + 1) / len(names))
 
+    def turned(self, media, found: Found, frames: int, threshold: float, specs: list[tuple[int, float, str]],
+               frame_transform=None, timings: dict | None = None, progress: ProgressFn | None = None) -> Found:
+        """An image with no upright face (MTCNN finds upright faces only), e.g. a sideways photo that lost its EXIF
+        orientation tag: detect again with the image turned a quarter, three quarters and half a turn; the first turn
+        that finds a face is analysed, with a warning and `rotation` saying so. Otherwise `found` (no face)."""
+        for k in TURNS:
+            def turn(images, k=k):
+                images = frame_transform(images) if frame_transform is not None else images
+                return [np.ascontiguousarray(np.rot90(im, k)) for im in images]
+
+            again = self.faces_of(media, frames, threshold, specs, turn, timings, progress)
+            if again.faces:
+                deg = 90 * k
+                media.info.warnings.append(f"no upright face: one was found with the image turned {deg} degrees "
+                                           "counter-clockwise, and the turned image was analysed")
+                media.info.rotation = (media.info.rotation + deg) % 360  # as for a video's display matrix
+                return again
+        return found
+
     # ---------------------------------------------------------------------------------------------- helpers
     def caveats(self, found: Found, names: list[str]) -> list[str]:
-        """The measured weaknesses (cards' `caveats`) of the chosen models on this kind of input, one warning each: a
-        face that fills its image (a pre-cropped face, found only on the padded detection pass) -> "pre_cropped"."""
-        if not any(f.face.extra.get("padded_detection") for f in found.faces):
-            return []
-        return [f"{n} on a face that fills its image: {self.cards[n].caveats['pre_cropped']}"
-                for n in names if self.cards[n].caveats.get("pre_cropped")]
+        """The measured weaknesses (cards' `caveats`) of the chosen models on this kind of input, one warning each:
+        "pre_cropped", a face that fills its image (a pre-cropped face, found only on the padded detection pass);
+        "low_resolution", faces whose boxes are under LOW_RES_FACE_PX source pixels on their shorter side (the
+        median over the faces found), as in a small image or a face far from the camera in a low-resolution video."""
+        out = []
+        if any(f.face.extra.get("padded_detection") for f in found.faces):
+            out += [f"{n} on a face that fills its image: {self.cards[n].caveats['pre_cropped']}"
+                    for n in names if self.cards[n].caveats.get("pre_cropped")]
+        side = face_side_px(found.faces)
+        if side is not None and side < LOW_RES_FACE_PX:
+            out += [f"{n} on a low-resolution face (median face box {side:.0f} px, under {LOW_RES_FACE_PX}): "
+                    f"{self.cards[n].caveats['low_resolution']}"
+                    for n in names if self.cards[n].caveats.get("low_resolution")]
+        return out
 
     def _select(self, models: list[str] | None) -> list[str]:
         if not models:
@@ -514,6 +547,13 @@ def release_memory() -> None:
 
 
 _LIBC = None
+
+
+def face_side_px(faces: list[FaceResult]) -> float | None:
+    """The median over `faces` of each face box's shorter side in source pixels (None without faces)."""
+    if not faces:
+        return None
+    return float(np.median([min(f.face.box[2] - f.face.box[0], f.face.box[3] - f.face.box[1]) for f in faces]))
 
 
 def _thumbnail(img: np.ndarray, side: int) -> np.ndarray:

@@ -115,8 +115,9 @@ def test_card_problems_are_reported(tmp_path):
         ModelCard.from_dict({"name": "x"})
     # caveats: measured weaknesses on a kind of input core recognises; a card without them loads as before
     assert ModelCard.from_dict(d).caveats == {}
-    ok = ModelCard.from_dict(dict(d, caveats={"pre_cropped": "misses tight crops"}))
-    assert ok.caveats == {"pre_cropped": "misses tight crops"} and ok.to_dict()["caveats"] == ok.caveats
+    kinds = {"pre_cropped": "misses tight crops", "low_resolution": "flags small real faces"}
+    ok = ModelCard.from_dict(dict(d, caveats=kinds))
+    assert ok.caveats == kinds and ok.to_dict()["caveats"] == ok.caveats
     for bad_caveats in ({"night": "x"}, {"pre_cropped": " "}, {"pre_cropped": 3}, ["pre_cropped"]):
         with pytest.raises(CardError, match="caveats"):
             ModelCard.from_dict(dict(d, caveats=bad_caveats))

@@ -731,6 +731,14 @@ def test_final_jpeg_always_reencodes_and_limit_per_group_spreads_over_the_clip()
         looked = Augment(p=0.0, sr_look=1.0)([face], np.random.default_rng(seed))[0]
         assert looked.shape == face.shape and _high_band(looked) < 0.6 * _high_band(face)
     assert _high_band(Augment(p=0.0, sr_look=0.0)([face], np.random.default_rng(0))[0]) == pytest.approx(_high_band(face))
+    coarse = lambda im: im.astype(float).reshape(8, im.shape[0] // 8, 8, im.shape[1] // 8, 3).mean((1, 3))  # noqa: E731
+    for seed in range(3):  # low-resolution face: same size back, the fine detail gone, the picture kept
+        low = Augment(p=0.0, low_res=1.0)([face], np.random.default_rng(seed))[0]
+        assert low.shape == face.shape and _high_band(low) < 0.6 * _high_band(face)
+        assert min(np.abs(coarse(low) - coarse(f)).mean() for f in (face, face[:, ::-1])) < 6
+    # off by default: the random stream (and so every shipped recipe's samples) is unchanged
+    assert np.array_equal(Augment(p=0.5, low_res=0.0)([face], np.random.default_rng(5))[0],
+                          Augment(p=0.5)([face], np.random.default_rng(5))[0])
     rows = [{"group": "clip", "frame": i} for i in range(16)] + [{"group": "photo", "frame": 0}]
     kept = limit_per_group(rows, 4)
     assert [r["frame"] for r in kept if r["group"] == "clip"] == [0, 5, 10, 15]
@@ -1504,9 +1512,11 @@ def test_h264_augmentation_reencodes_like_a_video_codec_and_says_so_in_the_recip
     mild = Augment(p=0.0, h264=1.0, h264_crf=(12, 12))([face], np.random.default_rng(0))[0]
     assert strong.shape == face.shape and strong.dtype == np.uint8
     assert _high_band(strong) < 0.8 * _high_band(mild) < _high_band(face)
-    args = Namespace(clean=0.0, sr_look=0.0, h264=0.4, h264_crf=[20, 40])
+    args = Namespace(clean=0.0, sr_look=0.0, h264=0.4, h264_crf=[20, 40], low_res=0.0)
     assert augment_desc(args) == ", H.264 re-encode (one I-frame) p=0.4 at CRF 20-40"
-    assert augment_desc(Namespace(clean=0.0, sr_look=0.0, h264=0.0, h264_crf=[20, 40])) == ""
+    assert augment_desc(Namespace(clean=0.0, sr_look=0.0, h264=0.0, h264_crf=[20, 40], low_res=0.0)) == ""
+    assert augment_desc(Namespace(clean=0.0, sr_look=0.0, h264=0.0, h264_crf=[20, 40], low_res=0.5)) == (
+        ", low-resolution face (shrunk 1.5-4x, JPEG q60-95, upscaled) p=0.5")
 
 
 def test_multi_scale_training_draws_a_size_per_training_batch_only(tmp_path, monkeypatch, capsys):
@@ -1538,9 +1548,11 @@ def test_multi_scale_training_draws_a_size_per_training_batch_only(tmp_path, mon
                         "1", "--name", "m4", "--train-sizes", "128", "256", "--out", str(tmp_path / "runs")]) == 2
     assert capsys.readouterr().err.strip().startswith("error: --train-sizes needs a convolutional backbone")
     assert train_image(common + ["--name", "bf", "--border-fill", "1.5", "--out", str(tmp_path / "runs")]) == 2
-    assert capsys.readouterr().err.strip() == "error: --border-fill and --zoom are probabilities (0 to 1)"
+    assert capsys.readouterr().err.strip() == "error: --border-fill, --zoom and --low-res are probabilities (0 to 1)"
     assert train_image(common + ["--name", "bf", "--zoom", "-0.1", "--out", str(tmp_path / "runs")]) == 2
     capsys.readouterr()
+    assert train_image(common + ["--name", "bf", "--low-res", "2", "--out", str(tmp_path / "runs")]) == 2
+    assert "--low-res are probabilities" in capsys.readouterr().err
     assert train_image(common + ["--name", "bf", "--border-fill", "0.5", "--zoom", "0.5", "--out",
                                  str(tmp_path / "runs"), "--ship", str(tmp_path / "w")]) == 0
     recipe = json.loads((tmp_path / "w" / "bf.json").read_text())["training"]["recipe"]

@@ -112,12 +112,15 @@ def load_crop(path: str) -> np.ndarray:
 
 class Augment:
     """The design's "extreme" augmentation: JPEG q30-100, Gaussian blur, Gaussian noise, colour jitter,
-    downscale-upscale, cutout, horizontal flip; optionally an H.264 re-encode (`h264`), a denoise and a
-    super-resolved look. Parameters are drawn once per call and applied identically to
-    every frame given (a clip stays temporally consistent)."""
+    downscale-upscale, cutout, horizontal flip; optionally an H.264 re-encode (`h264`), a denoise, a
+    super-resolved look and a low-resolution face (`low_res`: shrunk 1.5-4x, JPEG q60-95 at that size, upscaled
+    bicubic, as a face in a 360p-480p video frame reaches the model). Parameters are drawn once per call and
+    applied identically to every frame given (a clip stays temporally consistent)."""
 
     def __init__(self, p: float = 0.5, jpeg=(30, 100), strength: float = 1.0, final_jpeg: tuple | None = None,
-                 clean: float = 0.0, sr_look: float = 0.0, h264: float = 0.0, h264_crf=(20, 40)):
+                 clean: float = 0.0, sr_look: float = 0.0, h264: float = 0.0, h264_crf=(20, 40),
+                 low_res: float = 0.0):
+        self.low_res = low_res  # probability of a low-resolution face (either class), drawn first
         self.h264 = h264  # probability of an H.264 re-encode (one I-frame per frame, CRF in h264_crf)
         self.h264_crf = h264_crf
         self.clean = clean  # probability of an edge-preserving denoise first (artifact-free photos of both classes)
@@ -132,6 +135,8 @@ class Augment:
         ops = []
         if self.clean and rng.random() < self.clean:
             ops.append(("clean", rng.uniform(20, 60)))
+        if self.low_res and rng.random() < self.low_res:
+            ops.append(("lowres", rng.uniform(1.5, 4.0), int(rng.integers(60, 96))))
         if self.sr_look and rng.random() < self.sr_look:
             ops.append(("sr", rng.uniform(2.5, 4.0), int(rng.integers(60, 91)), rng.uniform(0.5, 1.5)))
         if rng.random() < 0.5:
@@ -173,6 +178,12 @@ class Augment:
                 up = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
                 soft = cv2.GaussianBlur(up, (0, 0), 1.0)
                 out = np.clip(up + amount * (up - soft), 0, 255).astype(np.uint8)
+            elif op[0] == "lowres":  # the face at a lower resolution, compressed there, upscaled for the model
+                _, factor, quality = op
+                h, w = out.shape[:2]
+                small = cv2.resize(out, (max(8, int(w / factor)), max(8, int(h / factor))), interpolation=cv2.INTER_AREA)
+                small = Augment._apply(small, [("jpeg", quality)])
+                out = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
             elif op[0] == "color":
                 _, contrast, bright, sat, hue = op
                 x = out.astype(np.float32)
@@ -290,6 +301,9 @@ def add_augment_args(ap, unit: str) -> None:
                     help=f"probability of an H.264 re-encode of training {unit} (either class; libx264, one I-frame per "
                          "frame, CRF drawn from --h264-crf), as a video codec leaves a face")
     ap.add_argument("--h264-crf", type=int, nargs=2, default=[20, 40], metavar=("LO", "HI"))
+    ap.add_argument("--low-res", type=float, default=0.0,
+                    help=f"probability of a low-resolution face for training {unit} (either class): shrunk 1.5-4x, "
+                         "JPEG q60-95 at that size, upscaled bicubic, as a face in a 360p-480p video frame is")
     ap.add_argument("--sbi-profile", default="strong", choices=["strong", "mild"],
                     help="resolution mismatch of the self-blend source copy (train.sbi.SOURCE_PROFILES)")
     ap.add_argument("--sbi-region", default="face", choices=sorted(REGIONS),
@@ -344,13 +358,14 @@ def augment_desc(args) -> str:
     return ((f", bilateral denoise p={args.clean}" if args.clean else "")
             + (f", super-resolved look p={args.sr_look}" if args.sr_look else "")
             + (f", H.264 re-encode (one I-frame) p={args.h264} at CRF {args.h264_crf[0]}-{args.h264_crf[1]}"
-               if args.h264 else ""))
+               if args.h264 else "")
+            + (f", low-resolution face (shrunk 1.5-4x, JPEG q60-95, upscaled) p={args.low_res}" if args.low_res else ""))
 
 
 def augment_from_args(args) -> "Augment | None":
-    if args.aug > 0 or args.final_jpeg or args.clean or args.sr_look or args.h264:
+    if args.aug > 0 or args.final_jpeg or args.clean or args.sr_look or args.h264 or args.low_res:
         return Augment(p=args.aug, final_jpeg=args.final_jpeg, clean=args.clean, sr_look=args.sr_look,
-                       h264=args.h264, h264_crf=tuple(args.h264_crf))
+                       h264=args.h264, h264_crf=tuple(args.h264_crf), low_res=args.low_res)
     return None
 
 

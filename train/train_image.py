@@ -322,8 +322,8 @@ def main(argv=None) -> int:
     if not split["train"] or not split["val"]:
         print("error: the manifest needs train and val rows", file=sys.stderr)
         return 2
-    if not (0 <= args.border_fill <= 1 and 0 <= args.zoom <= 1):
-        print("error: --border-fill and --zoom are probabilities (0 to 1)", file=sys.stderr)
+    if not (0 <= args.border_fill <= 1 and 0 <= args.zoom <= 1 and 0 <= args.low_res <= 1):
+        print("error: --border-fill, --zoom and --low-res are probabilities (0 to 1)", file=sys.stderr)
         return 2
     if args.train_sizes and (args.arch in MESO_ARCHS or is_swin(args.backbone)
                              or not all(16 <= v <= 1024 for v in args.train_sizes)):

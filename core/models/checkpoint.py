@@ -29,7 +29,7 @@ __all__ = ["ModelCard", "Detector", "save_checkpoint", "write_card", "load_detec
 
 REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 CARD_VERSION = 1
-CAVEAT_INPUTS = {"pre_cropped"}  # the input kinds a card's `caveats` may name
+CAVEAT_INPUTS = {"pre_cropped", "low_resolution"}  # the input kinds a card's `caveats` may name (core.analyze)
 TTA_VIEWS = {"hflip"}
 _INTERP = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest", "area": "area"}
 

@@ -477,24 +477,22 @@ class Analyzer:
                frame_transform=None, timings: dict | None = None, progress: ProgressFn | None = None) -> Found:
         """An image with no upright face (MTCNN finds upright faces only), e.g. a sideways photo that lost its EXIF
         orientation tag: detect again with the image turned a quarter, three quarters and half a turn; the first turn
-        that finds a face is analysed, with a warning and `rotation` saying so. Otherwise `found` (no face). Decode
-        warnings are those of the pass that is kept, once."""
+        that finds a face is analysed, with a warning and `rotation` saying so. Otherwise `found` (no face). The
+        same frames are decoded on every pass, so their decode warnings are kept from the first one only."""
         kept = list(media.info.warnings)
         for k in TURNS:
             def turn(images, k=k):
                 images = frame_transform(images) if frame_transform is not None else images
                 return [np.ascontiguousarray(np.rot90(im, k)) for im in images]
 
-            media.info.warnings[:] = kept
             again = self.faces_of(media, frames, threshold, specs, turn, timings, progress)
+            media.info.warnings[:] = kept
             if again.faces:
                 deg = 90 * k
                 media.info.warnings.append(f"no upright face: one was found with the image turned {deg} degrees "
                                            "counter-clockwise, and the turned image was analysed")
                 media.info.rotation = (media.info.rotation + deg) % 360  # as for a video's display matrix
-                media.info.warnings[:] = list(dict.fromkeys(media.info.warnings))  # the same frame decoded again
                 return again
-        media.info.warnings[:] = kept
         return found
 
     # ---------------------------------------------------------------------------------------------- helpers

@@ -120,7 +120,7 @@ class Augment:
     def __init__(self, p: float = 0.5, jpeg=(30, 100), strength: float = 1.0, final_jpeg: tuple | None = None,
                  clean: float = 0.0, sr_look: float = 0.0, h264: float = 0.0, h264_crf=(20, 40),
                  low_res: float = 0.0):
-        self.low_res = low_res  # probability of a low-resolution face (either class), drawn first
+        self.low_res = low_res  # probability of a low-resolution face (either class), applied before the rest
         self.h264 = h264  # probability of an H.264 re-encode (one I-frame per frame, CRF in h264_crf)
         self.h264_crf = h264_crf
         self.clean = clean  # probability of an edge-preserving denoise first (artifact-free photos of both classes)
@@ -172,10 +172,7 @@ class Augment:
                 out = cv2.bilateralFilter(np.ascontiguousarray(out), 7, op[1], 5)
             elif op[0] == "sr":  # shrink, JPEG, upscale and sharpen: a low-res photo super-resolved
                 _, factor, quality, amount = op
-                h, w = out.shape[:2]
-                small = cv2.resize(out, (max(8, int(w / factor)), max(8, int(h / factor))), interpolation=cv2.INTER_AREA)
-                small = Augment._apply(small, [("jpeg", quality)])
-                up = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+                up = Augment._apply(out, [("lowres", factor, quality)]).astype(np.float32)
                 soft = cv2.GaussianBlur(up, (0, 0), 1.0)
                 out = np.clip(up + amount * (up - soft), 0, 255).astype(np.uint8)
             elif op[0] == "lowres":  # the face at a lower resolution, compressed there, upscaled for the model

@@ -73,7 +73,8 @@ class ModelCard:
     license: str = ""
     limitations: list[str] = field(default_factory=list)
     # Measured weaknesses on a kind of input that core can recognise, shown with any analysis of such an input:
-    # {"pre_cropped": text} where a face fills its image (found only on the padded detection pass).
+    # {"pre_cropped": text} where a face fills its image (found only on the padded detection pass),
+    # {"low_resolution": text} where the faces' median box is under core.analyze.LOW_RES_FACE_PX.
     caveats: dict = field(default_factory=dict)
     ensemble: dict = field(default_factory=lambda: {"default": True, "weight": 1.0})
     file: str = ""

@@ -470,7 +470,7 @@ class Analyzer:
                 continue
             for f, o, c in zip(found.faces, overlays, crops):
                 f.cams[name] = o
-                f.inputs[name] = _thumbnail(c, INPUT_THUMB)
+                f.inputs[name] = _thumbnail(det.view(c), INPUT_THUMB)
             prog("explain", (mi + 1) / len(names))
 
     def turned(self, media, found: Found, frames: int, threshold: float, specs: list[tuple[int, float, str]],

@@ -57,4 +57,4 @@ def overlay(crop: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarr
 
 
 def gradcam_overlays(det: Detector, crops: list[np.ndarray]) -> list[np.ndarray]:
-    return [overlay(c, m) for c, m in zip(crops, gradcam(det, crops))]
+    return [overlay(det.view(c), m) for c, m in zip(crops, gradcam(det, crops))]  # drawn on what the model saw

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["Face", "FaceDetector", "crop_box", "crop_face", "pad_frame", "link_tracks", "box_iou", "CROP_SIZE",
-           "CROP_MARGIN", "PAD_VALUE", "DETECT_PAD", "PAD_BORDERS"]
+__all__ = ["Face", "FaceDetector", "crop_box", "crop_face", "black_outside_box", "pad_frame", "link_tracks", "box_iou",
+           "CROP_SIZE", "CROP_MARGIN", "PAD_VALUE", "DETECT_PAD", "PAD_BORDERS"]
 
 CROP_SIZE = 256
 CROP_MARGIN = 0.3
@@ -91,6 +91,18 @@ def crop_face(image: np.ndarray, box, size: int = CROP_SIZE, margin: float = CRO
     if patch.shape[0] == size and patch.shape[1] == size:
         return np.ascontiguousarray(patch)
     return np.asarray(Image.fromarray(np.ascontiguousarray(patch)).resize((size, size), Image.BICUBIC))
+
+
+def black_outside_box(crop: np.ndarray, margin: float) -> np.ndarray:
+    """A square crop cut with `margin` (mode "pad") with everything outside its face box's square, the central
+    1 / (1 + 2 margin) of each side, set to PAD_VALUE: a face on a frame or a photo then looks as a pre-cropped face
+    (whose file the box nearly fills) looks once padded, with no surroundings. A copy; `crop` is not changed."""
+    h, w = crop.shape[:2]
+    by, bx = (int(round(n * margin / (1 + 2 * margin))) for n in (h, w))
+    out = np.empty_like(crop)
+    out[:] = PAD_VALUE
+    out[by:h - by, bx:w - bx] = crop[by:h - by, bx:w - bx]
+    return out
 
 
 _BORDER_MODES = {"black": cv2.BORDER_CONSTANT, "edge": cv2.BORDER_REPLICATE}

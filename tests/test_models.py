@@ -518,3 +518,38 @@ def test_platt_calibration_in_a_card_adds_its_bias(tmp_path):
     d["calibration"] = {"method": "isotonic", "temperature": 1.0}
     with pytest.raises(CardError, match="temperature or platt"):
         ModelCard.from_dict(d)
+
+
+def test_a_card_can_black_the_ring_outside_the_face_box(tmp_path):
+    """crop "outside_box": "black": every crop is scored with the part outside its face box's square (the central
+    1 / (1 + 2 margin) of each side) set to black, which the card's scoring line and Grad-CAM input share; the
+    caller's crop is untouched; a card asking for it without a padded, margined crop is refused."""
+    from core.faces import PAD_VALUE, black_outside_box
+
+    rng = np.random.default_rng(0)
+    crop = rng.integers(1, 255, (224, 224, 3), dtype=np.uint8)
+    before = crop.copy()
+    ringed = black_outside_box(crop, 0.1)
+    b = round(224 * 0.1 / 1.2)  # 19 px: the box is 1 / 1.2 of the crop
+    assert np.array_equal(crop, before)
+    assert np.all(ringed[:b] == PAD_VALUE) and np.all(ringed[-b:] == PAD_VALUE)
+    assert np.all(ringed[:, :b] == PAD_VALUE) and np.all(ringed[:, -b:] == PAD_VALUE)
+    assert np.array_equal(ringed[b:-b, b:-b], crop[b:-b, b:-b]) and np.all(ringed[b:-b, b:-b] > 0)
+
+    torch.manual_seed(0)
+    net = create_model("meso4")
+    spec = {"size": 224, "margin": 0.1, "mode": "pad"}
+    plain = load_detector(save_checkpoint(net, _card("plain", "meso4", {}, size=256, crop=spec), tmp_path / "a"))
+    ring = load_detector(save_checkpoint(net, _card("ring", "meso4", {}, size=256,
+                                                    crop={**spec, "outside_box": "black"}), tmp_path / "b"))
+    crops = [rng.integers(0, 255, (224, 224, 3), dtype=np.uint8) for _ in range(3)]
+    np.testing.assert_allclose(ring.predict(crops), plain.predict([black_outside_box(c, 0.1) for c in crops]), atol=1e-6)
+    assert not np.allclose(ring.predict(crops), plain.predict(crops), atol=1e-4)
+    assert ring.view(crops[0]) is not crops[0] and plain.view(crops[0]) is crops[0]
+    assert "outside the face box set to black" in ring.card.scoring and "black" not in plain.card.scoring
+    d = json.loads((tmp_path / "b" / "ring.json").read_text())
+    for bad, msg in (({**spec, "outside_box": "grey"}, "outside_box must be"),
+                     ({**spec, "mode": "shift", "outside_box": "black"}, "needs mode pad"),
+                     ({**spec, "margin": 0.0, "outside_box": "black"}, "needs mode pad")):
+        with pytest.raises(CardError, match=msg):
+            ModelCard.from_dict({**d, "crop": bad})

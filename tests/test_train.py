@@ -333,6 +333,16 @@ def test_calibrating_an_installed_card_after_training(tmp_path, capsys):
     capsys.readouterr()
     assert calibrate([str(card_path), "--manifest", manifest, "--refit", "--tta-sizes", "big"]) == 2
     assert capsys.readouterr().err.strip().startswith("error: --tta-sizes takes input sizes")
+    # the ring outside the face box black: the split check still passes on the crop as cut, the card keeps the
+    # option through a plain refit, and "none" drops it
+    assert calibrate([str(card_path), "--manifest", manifest, "--refit", "--outside-box", "black"]) == 0
+    ringed = json.loads(card_path.read_text())
+    assert ringed["crop"] == {"size": 256, "margin": 0.3, "mode": "pad", "outside_box": "black"}
+    assert "ring outside the face box" in ringed["calibration"]["tta"] and load_detector(card_path).card.outside_box_black
+    assert calibrate([str(card_path), "--manifest", manifest, "--refit"]) == 0
+    assert json.loads(card_path.read_text())["crop"]["outside_box"] == "black"
+    assert calibrate([str(card_path), "--manifest", manifest, "--refit", "--outside-box", "none"]) == 0
+    assert "outside_box" not in json.loads(card_path.read_text())["crop"]
     assert calibrate([str(card_path), "--manifest", manifest, "--refit", "--tta", "none", "--tta-sizes", "none"]) == 0
     single = json.loads(card_path.read_text())
     assert single["tta"] == [] and single["tta_sizes"] == []

@@ -51,13 +51,14 @@ def view_scores(det, samples, rng: np.random.Generator, batch: int = 64) -> tupl
 def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0, device: str = "cpu",
                    refit: bool = False, seed: int = 0, allow_other_split: bool = False,
                    tta: list[str] | None = None, method: str = "temperature",
-                   tta_sizes: list[int] | None = None) -> dict:
+                   tta_sizes: list[int] | None = None, outside_box: str | None = None) -> dict:
     """Fit and store the card's temperature and thresholds; returns the new calibration. Raises ValueError with a
     one-line reason (a calibrated card without `refit`, crops that are not the card's, a
     validation split that does not reproduce the card's validation AUC). `tta` (frame models): the test-time views
-    the card is to score with (`[]` none, None: keep the card's), `tta_sizes` the extra input sizes (likewise); the
-    split check always uses the single view, and the temperature, thresholds and metrics are of the scores core
-    will report."""
+    the card is to score with (`[]` none, None: keep the card's), `tta_sizes` the extra input sizes (likewise),
+    `outside_box` "black" to score each crop with its ring outside the face box black, "none" not to (None: keep
+    the card's); the split check always uses the single view of the crop as cut, and the temperature, thresholds
+    and metrics are of the scores core will report."""
     card_path = Path(card_path)
     det = load_detector(card_path, device=pick_device(device))
     card = det.card
@@ -65,7 +66,10 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
         raise ValueError(f"{card.name} is already calibrated (temperature {card.temperature:g}); --refit fits again")
     tta = list(card.tta) if tta is None else list(tta)
     tta_sizes = list(card.tta_sizes) if tta_sizes is None else list(tta_sizes)
+    ring = card.outside_box_black if outside_box is None else outside_box == "black"
     card.tta, card.tta_sizes = tta, tta_sizes
+    cut = {k: v for k, v in card.crop.items() if k != "outside_box"}  # the crop as cut
+    card.crop = dict(cut, outside_box="black") if ring else cut
     card.validate()  # views the card cannot hold (unknown, or on a sequence model) are refused as a card error
     task = card.training.get("task", "binary")
     rows, crop = training_rows(Namespace(manifest=manifests, task=task, landmarks=card.training.get("landmarks",
@@ -86,7 +90,7 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     if not len(sets["validation"]):
         raise ValueError("the manifests have no val rows (or clips)")
     old = card.calibration
-    card.calibration, card.tta, card.tta_sizes = {}, [], []  # the network's own probabilities, one view
+    card.calibration, card.tta, card.tta_sizes, card.crop = {}, [], [], cut  # the network's own probabilities, one view
     loss_fn = nn.CrossEntropyLoss()
     t0 = time.time()
     has_test = test is not None and len(test) > 0
@@ -100,16 +104,17 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     if other and not allow_other_split:
         raise ValueError(f"validation AUC here {got} is not the card's {recorded:.4f}: these are not the crops "
                          f"{card.name} was validated on (manifests, --max-per-group; --allow-other-split to fit on them anyway)")
-    views = bool(tta or tta_sizes)
+    views = bool(tta or tta_sizes or ring)
     if views:
         card.tta, card.tta_sizes = tta, tta_sizes
+        card.crop = dict(cut, outside_box="black") if ring else cut
         metrics = final_metrics(lambda s, rs: view_scores(det, sets[s], np.random.default_rng(rs)), has_test, t0,
                                 det.device, method=method)
     if "calibration" not in metrics:
         raise ValueError("the validation split holds one class only: no temperature can be fitted")
     cal = dict(metrics["calibration"], fitted_after_training=time.strftime("%Y-%m-%d") + " by train.calibrate")
     if views:
-        named = ", ".join(tta + [f"{v} px" for v in tta_sizes])
+        named = ", ".join(tta + [f"{v} px" for v in tta_sizes] + (["the ring outside the face box black"] if ring else []))
         cal["tta"] = (f"fitted on the mean fake logit of the views {named}; validation AUC of the single "
                       f"view {single_view_auc:.4f}, of the views {metrics['validation'].get('auc'):.4f}")
         cal["validation_auc_single_view"] = round(float(single_view_auc), 6)
@@ -120,6 +125,7 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     d["calibration"] = cal
     d["tta"] = tta
     d["tta_sizes"] = tta_sizes
+    d["crop"] = card.crop
     d["thresholds"] = metrics["thresholds"]
     for s in ("validation", "test"):
         if s in metrics:
@@ -157,6 +163,10 @@ def main(argv=None) -> int:
     ap.add_argument("--tta-sizes", nargs="+", metavar="PX",
                     help="frame models: also score each crop resized to these input sizes (multi-scale), all views' "
                          "fake logits averaged; 'none' for the input size alone. Default: the card's")
+    ap.add_argument("--outside-box", choices=["black", "none"],
+                    help="frame models with a padded crop: score each crop with its ring outside the face box set to "
+                         "black (a face with surroundings then looks as a padded pre-cropped face does), or not "
+                         "(none). Default: the card's")
     ap.add_argument("--method", choices=METHODS, default="temperature",
                     help="temperature: sigmoid(z / T); platt: sigmoid(z / T + b), for scores that lean to one class")
     ap.add_argument("--device", default="auto")
@@ -165,7 +175,7 @@ def main(argv=None) -> int:
         cal = calibrate_card(Path(args.card), args.manifest, args.max_per_group, args.device, args.refit,
                              allow_other_split=args.allow_other_split,
                              tta=None if args.tta is None else [] if args.tta == "none" else [args.tta],
-                             method=args.method, tta_sizes=_sizes(args.tta_sizes))
+                             method=args.method, tta_sizes=_sizes(args.tta_sizes), outside_box=args.outside_box)
     except (ValueError, CardError, LandmarkError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

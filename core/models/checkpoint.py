@@ -122,6 +122,10 @@ class ModelCard:
             raise CardError(f"{where}: input_size >= 16 and frames >= 1 required")
         if self.crop.get("mode", "shift") not in ("pad", "shift"):
             raise CardError(f"{where}: crop mode must be pad or shift")
+        if self.crop.get("outside_box") not in (None, "black"):
+            raise CardError(f"{where}: crop outside_box must be \"black\" or absent")
+        if self.outside_box_black and (self.crop.get("mode", "shift") != "pad" or self.crop_spec[1] <= 0):
+            raise CardError(f"{where}: crop outside_box needs mode pad and a margin above 0")
         if not isinstance(self.tta, list) or not set(self.tta) <= TTA_VIEWS:
             raise CardError(f"{where}: tta must be a list drawn from {sorted(TTA_VIEWS)}")
         if self.tta and self.kind != "frame":
@@ -174,12 +178,19 @@ class ModelCard:
             cal = f"{how}, fitted on the {self.calibration.get('fitted_on', 'validation split')})"
         else:
             cal = "the network's own probability (not calibrated)"
+        if self.outside_box_black:
+            views = "the crop's ring outside the face box set to black, then " + views
         return f"{views}; P(fake) {cal}"
 
     @property
     def scoring_sizes(self) -> list[int]:
         """The input sizes a frame model scores each crop at: input_size first, then the tta_sizes."""
         return [int(self.input_size)] + [int(v) for v in self.tta_sizes]
+
+    @property
+    def outside_box_black(self) -> bool:
+        """Whether the crop's ring outside the face box is blacked before scoring (crop "outside_box": "black")."""
+        return self.crop.get("outside_box") == "black"
 
     @property
     def crop_spec(self) -> tuple[int, float, str]:
@@ -266,8 +277,18 @@ class Detector(nn.Module):
         return self._resized(self._unit(crops), int(size or self.card.input_size))
 
     def _unit(self, crops: list[np.ndarray]) -> torch.Tensor:
-        """uint8 HxWx3 RGB crops -> (N, 3, H, W) floats in [0, 1] on the model's device."""
-        return torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        """uint8 HxWx3 RGB crops -> (N, 3, H, W) floats in [0, 1] on the model's device (the ring outside the face
+        box blacked first where the card asks for it: `view`)."""
+        x = torch.from_numpy(np.stack([self.view(c) for c in crops])).to(self.device)
+        return x.permute(0, 3, 1, 2).float().div_(255.0)
+
+    def view(self, crop: np.ndarray) -> np.ndarray:
+        """The crop as this model sees it: as given, or with the ring outside its face box black (core.faces)."""
+        if not self.card.outside_box_black:
+            return crop
+        from ..faces import black_outside_box
+
+        return black_outside_box(crop, self.card.crop_spec[1])
 
     def _resized(self, x: torch.Tensor, s: int) -> torch.Tensor:
         """[0, 1] crops resized to s x s with the card's interpolation, then normalised."""

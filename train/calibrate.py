@@ -125,7 +125,8 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     d["calibration"] = cal
     d["tta"] = tta
     d["tta_sizes"] = tta_sizes
-    d["crop"] = card.crop
+    if ring or "outside_box" in d.get("crop", {}):  # other cards keep their crop entry exactly as written
+        d["crop"] = card.crop
     d["thresholds"] = metrics["thresholds"]
     for s in ("validation", "test"):
         if s in metrics:

@@ -69,7 +69,8 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
     ring = card.outside_box_black if outside_box is None else outside_box == "black"
     card.tta, card.tta_sizes = tta, tta_sizes
     cut = {k: v for k, v in card.crop.items() if k != "outside_box"}  # the crop as cut
-    card.crop = dict(cut, outside_box="black") if ring else cut
+    scored = dict(cut, outside_box="black") if ring else cut  # the crop as the card will score it
+    card.crop = scored
     card.validate()  # views the card cannot hold (unknown, or on a sequence model) are refused as a card error
     task = card.training.get("task", "binary")
     rows, crop = training_rows(Namespace(manifest=manifests, task=task, landmarks=card.training.get("landmarks",
@@ -106,8 +107,7 @@ def calibrate_card(card_path: Path, manifests: list[str], max_per_group: int = 0
                          f"{card.name} was validated on (manifests, --max-per-group; --allow-other-split to fit on them anyway)")
     views = bool(tta or tta_sizes or ring)
     if views:
-        card.tta, card.tta_sizes = tta, tta_sizes
-        card.crop = dict(cut, outside_box="black") if ring else cut
+        card.tta, card.tta_sizes, card.crop = tta, tta_sizes, scored
         metrics = final_metrics(lambda s, rs: view_scores(det, sets[s], np.random.default_rng(rs)), has_test, t0,
                                 det.device, method=method)
     if "calibration" not in metrics:

@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..calibration import METHODS as CALIBRATION_METHODS
+from ..faces import black_outside_box
 from ..media import file_sha256
 from .archs import SEQUENCE_ARCHITECTURES
 from .registry import create_model
@@ -124,7 +125,7 @@ class ModelCard:
             raise CardError(f"{where}: crop mode must be pad or shift")
         if self.crop.get("outside_box") not in (None, "black"):
             raise CardError(f"{where}: crop outside_box must be \"black\" or absent")
-        if self.outside_box_black and (self.crop.get("mode", "shift") != "pad" or self.crop_spec[1] <= 0):
+        if self.outside_box_black and (self.crop_spec[2] != "pad" or self.crop_spec[1] <= 0):
             raise CardError(f"{where}: crop outside_box needs mode pad and a margin above 0")
         if not isinstance(self.tta, list) or not set(self.tta) <= TTA_VIEWS:
             raise CardError(f"{where}: tta must be a list drawn from {sorted(TTA_VIEWS)}")
@@ -284,11 +285,7 @@ class Detector(nn.Module):
 
     def view(self, crop: np.ndarray) -> np.ndarray:
         """The crop as this model sees it: as given, or with the ring outside its face box black (core.faces)."""
-        if not self.card.outside_box_black:
-            return crop
-        from ..faces import black_outside_box
-
-        return black_outside_box(crop, self.card.crop_spec[1])
+        return black_outside_box(crop, self.card.crop_spec[1]) if self.card.outside_box_black else crop
 
     def _resized(self, x: torch.Tensor, s: int) -> torch.Tensor:
         """[0, 1] crops resized to s x s with the card's interpolation, then normalised."""
